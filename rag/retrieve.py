@@ -1,0 +1,178 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused by reciprocal rank."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from embeddings.base import Encoder
+from rag.chunking import Chunk
+from rag.errors import QueryError
+from rag.fusion import reciprocal_rank_fusion, top
+from rag.index import Index
+
+MODES = ("hybrid", "dense", "bm25")
+FILTER_KEYS = ("article", "category", "tag")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One ranked passage with the evidence for its rank."""
+
+    chunk: Chunk
+    rank: int
+    score: float  # what ranked it: fused score (hybrid), cosine (dense) or BM25 (bm25)
+    dense_score: float | None  # cosine similarity of question and passage (None in bm25 mode)
+    bm25_score: float  # BM25 score of the passage for the question (0 when no term matches)
+    dense_rank: int | None  # rank among dense candidates, if it was one
+    bm25_rank: int | None  # rank among BM25 candidates, if it was one
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results to articles by slug, category (name or slug) or tag; case-insensitive."""
+
+    articles: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, object] | None) -> Filters:
+        raw = raw or {}
+        unknown = set(raw) - set(FILTER_KEYS)
+        if unknown:
+            raise QueryError(f"unknown filter {sorted(unknown)[0]!r}; filters are: {', '.join(FILTER_KEYS)}")
+
+        def values(key: str) -> frozenset[str]:
+            value = raw.get(key)
+            if value is None:
+                return frozenset()
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in items):
+                raise QueryError(f"filter {key!r} must be a string or a list of strings")
+            return frozenset(v.strip().casefold() for v in items if v.strip())
+
+        return cls(values("article"), values("category"), values("tag"))
+
+    def __bool__(self) -> bool:
+        return bool(self.articles or self.categories or self.tags)
+
+
+def result_dict(result: SearchResult) -> dict:
+    """The public JSON shape of one search result (CLI ``--json`` and ``GET /search``)."""
+    chunk = result.chunk
+    return {
+        "passage_id": chunk.id,
+        "title": chunk.title,
+        "section": list(chunk.section),
+        "url": chunk.url,
+        "text": chunk.text,
+        "score": result.score,
+        "rank": result.rank,
+        "dense_score": result.dense_score,
+        "bm25_score": result.bm25_score,
+        "article": chunk.article,
+        "start": chunk.start,
+        "end": chunk.end,
+    }
+
+
+class Retriever:
+    """Searches one loaded index. Cheap to construct; the encoder loads on first dense query."""
+
+    def __init__(self, index: Index, encoder: Encoder | None, *, rrf_k: int = 60, candidates: int = 100):
+        if rrf_k < 0:
+            raise QueryError(f"rrf_k must be >= 0 (got {rrf_k})")
+        if candidates < 1:
+            raise QueryError(f"candidates must be >= 1 (got {candidates})")
+        self.index = index
+        self.encoder = encoder
+        self.rrf_k = rrf_k
+        self.candidates = candidates
+
+    def encode(self, query: str) -> np.ndarray:
+        if self.encoder is None:
+            raise QueryError("dense search needs an encoder; use mode 'bm25' or configure one")
+        return self.encoder.embed_batch([query])[0]
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> list[SearchResult]:
+        """The ``k`` best passages for ``query``."""
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("the query is empty; ask a question")
+        if mode not in MODES:
+            raise QueryError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if k < 1:
+            raise QueryError(f"k must be at least 1 (got {k})")
+        n = len(self.index)
+        allowed = None
+        if filters:
+            allowed = self.index.rows_matching(filters.articles, filters.categories, filters.tags)
+            if not len(allowed):
+                return []
+        pool = min(max(self.candidates, k), n if allowed is None else len(allowed))
+
+        bm25_all = self.index.lexical.scores(query)
+        if allowed is not None:
+            mask = np.full(n, False)
+            mask[allowed] = True
+            bm25_all = np.where(mask, bm25_all, 0.0)
+        bm25_ranking: list[int] = []
+        if mode in ("hybrid", "bm25"):
+            positive = np.flatnonzero(bm25_all > 0)
+            if len(positive):
+                order = positive[np.lexsort((positive, -bm25_all[positive]))]
+                bm25_ranking = [int(i) for i in order[:pool]]
+
+        dense_ranking: list[int] = []
+        qvec = None
+        if mode in ("hybrid", "dense"):
+            qvec = self.encode(query) if query_vector is None else query_vector
+            _, ids = self.index.vectors.search(qvec, pool, allowed=allowed)
+            dense_ranking = [int(i) for i in ids[0] if i >= 0]
+        elif self.encoder is not None and query_vector is not None:
+            qvec = query_vector
+
+        if mode == "dense":
+            chosen = dense_ranking[:k]
+            scores = None
+        elif mode == "bm25":
+            chosen = bm25_ranking[:k]
+            scores = None
+        else:
+            fused = reciprocal_rank_fusion([dense_ranking, bm25_ranking], k=self.rrf_k)
+            chosen = top(fused, k)
+            scores = fused
+
+        ids = np.array(chosen, dtype=np.int64)
+        dense_scores = self.index.vectors.scores(qvec, ids) if qvec is not None and len(ids) else [None] * len(ids)
+        dense_pos = {doc: r for r, doc in enumerate(dense_ranking, start=1)}
+        bm25_pos = {doc: r for r, doc in enumerate(bm25_ranking, start=1)}
+        results = []
+        for rank, (row, dense) in enumerate(zip(chosen, dense_scores), start=1):
+            if mode == "hybrid":
+                score = scores[row]
+            elif mode == "dense":
+                score = float(dense)
+            else:
+                score = float(bm25_all[row])
+            results.append(
+                SearchResult(
+                    chunk=self.index.chunks[row],
+                    rank=rank,
+                    score=float(score),
+                    dense_score=None if dense is None else float(dense),
+                    bm25_score=float(bm25_all[row]),
+                    dense_rank=dense_pos.get(row),
+                    bm25_rank=bm25_pos.get(row),
+                )
+            )
+        return results

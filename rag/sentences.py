@@ -1,0 +1,74 @@
+"""Sentence boundaries with character offsets.
+
+Quotes in answers must be exact substrings of passages, so the splitter never rewrites text:
+it returns ``(start, end)`` spans into the string it was given, trimmed of surrounding space.
+Lines are hard boundaries (list items stay separate); inside a line a sentence ends at
+``.``, ``!`` or ``?`` (and closing quotes or brackets) followed by space and a capital or digit,
+unless the word before the stop is an abbreviation or an initial ("U.S.", "K.", "e.g.").
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREVIATIONS = frozenset(
+    """
+    mr mrs ms dr prof sr jr st mt ft vs etc al fig figs eq eqs no nos vol vols pp ed eds
+    inc ltd co corp dept univ approx est ca cf e.g i.e viz jan feb mar apr jun jul aug sep
+    sept oct nov dec gen col lt sgt capt cmdr adm gov sen rep rev hon pres ph.d
+    """.split()
+)
+_STOP_RE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s+[\"'\u201c\u2018(\[]?[^\W_a-z])")
+_WORD_BEFORE_RE = re.compile(r"(\S+)$")
+_LIST_MARKER_RE = re.compile(r"\s*(?:\d{1,3}|[ivxlcdm]{1,5}|[a-zA-Z])$")
+
+
+def _is_abbreviation(line: str, stop_start: int, stop: str) -> bool:
+    if not stop.startswith("."):
+        return False
+    m = _WORD_BEFORE_RE.search(line, 0, stop_start)
+    if not m:
+        return True
+    word = m.group(1).lstrip("\"'(\u201c\u2018[")
+    lowered = word.lower()
+    if lowered in _ABBREVIATIONS:
+        return True
+    # Initials and dotted acronyms: "K.", "U.S.", "e.g."
+    if re.fullmatch(r"(?:[^\W\d_]\.)*[^\W\d_]", word):
+        return len(word.replace(".", "")) <= 3 and (len(word) == 1 or "." in word)
+    # A list marker at the start of a line ("1." or "a.") is not a sentence.
+    if _LIST_MARKER_RE.fullmatch(line[:stop_start]):
+        return True
+    return False
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if end > start else None
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans of ``text[start:end]``, as absolute offsets into ``text``."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    line_start = start
+    while line_start < end:
+        newline = text.find("\n", line_start, end)
+        line_end = end if newline == -1 else newline
+        line = text[line_start:line_end]
+        cursor = 0
+        for m in _STOP_RE.finditer(line):
+            if _is_abbreviation(line, m.start(), m.group()):
+                continue
+            span = _trimmed(text, line_start + cursor, line_start + m.end())
+            if span:
+                spans.append(span)
+            cursor = m.end()
+        span = _trimmed(text, line_start + cursor, line_end)
+        if span:
+            spans.append(span)
+        line_start = line_end + 1
+    return spans

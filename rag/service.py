@@ -1,0 +1,71 @@
+"""Wiring from settings to working parts: encoder, cache, corpus build, loaded index, retriever."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from corpus.loader import load_corpus
+from embeddings import Encoder, get_encoder
+from embeddings.cache import EmbeddingCache
+from embeddings.vectorstore import VectorStoreParams
+from rag.chunking import ChunkerConfig
+from rag.index import BuildReport, Index, build_index, load_index
+from rag.lexical import BM25Params
+from rag.retrieve import Retriever
+from rag.settings import Settings
+
+
+def make_encoder(settings: Settings) -> Encoder:
+    return get_encoder(settings.encoder, threads=settings.threads)
+
+
+def open_cache(settings: Settings) -> EmbeddingCache:
+    return EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+
+
+def chunker_config(settings: Settings) -> ChunkerConfig:
+    return ChunkerConfig(max_tokens=settings.max_tokens, overlap_tokens=settings.overlap_tokens)
+
+
+def bm25_params(settings: Settings) -> BM25Params:
+    return BM25Params(k1=settings.bm25_k1, b=settings.bm25_b)
+
+
+def index_corpus(
+    settings: Settings,
+    *,
+    encoder: Encoder | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+    warn: Callable[[str], None] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> BuildReport:
+    """Parse the configured corpus and publish a new index build."""
+    articles = load_corpus(settings.corpus_dir, skip_bad=skip_bad, warn=warn)
+    encoder = encoder or make_encoder(settings)
+    return build_index(
+        articles,
+        settings.index_dir,
+        encoder,
+        chunker=chunker_config(settings),
+        bm25=bm25_params(settings),
+        vector_index=settings.vector_index,
+        hnsw_threshold=settings.hnsw_threshold,
+        vector_params=VectorStoreParams(
+            hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
+        ),
+        cache=open_cache(settings),
+        corpus_path=str(settings.corpus_dir),
+        progress=progress,
+        log=log,
+    )
+
+
+def open_index(settings: Settings, encoder: Encoder | None = None) -> Index:
+    return load_index(settings.index_dir, encoder or make_encoder(settings))
+
+
+def open_retriever(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> Retriever:
+    encoder = encoder or make_encoder(settings)
+    index = index or open_index(settings, encoder)
+    return Retriever(index, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates)

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): cited answers, search, passages, health, metrics and the chat widget."""

@@ -37,6 +37,10 @@ class Encoder(ABC):
         """Whether ``text`` is embedded whole, without truncation."""
         return self.count_tokens(text) <= self.max_input_tokens
 
+    def vocabulary(self) -> frozenset[str] | None:
+        """Whole words the model's tokenizer knows (lower-case), if it has a vocabulary."""
+        return None
+
     def warm_up(self) -> None:
         """Load whatever is heavy. Safe to call more than once."""
 

@@ -53,6 +53,13 @@ class MiniLMEncoder(Encoder):
         tok.no_padding()
         return tok
 
+    @cached_property
+    def _vocabulary(self) -> frozenset[str]:
+        return frozenset(w for w in self._tokenizer.get_vocab() if w.isalpha() and not w.startswith("##"))
+
+    def vocabulary(self) -> frozenset[str]:
+        return self._vocabulary
+
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text).ids)
 

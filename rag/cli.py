@@ -112,6 +112,115 @@ def search(
         typer.echo("")
 
 
+def _print_answer(answer) -> None:
+    typer.echo(answer.answer)
+    if answer.abstained:
+        if answer.passages:
+            typer.echo("\nRelated reading (low confidence):")
+            for r in answer.passages[:3]:
+                typer.echo(f"  - {' > '.join(r.chunk.section)}  [{r.chunk.id}]")
+        return
+    typer.echo("")
+    for c in answer.citations:
+        typer.echo(f"[{c.n}] {' > '.join(c.section)}  ({c.url or c.title})")
+        quote = " ".join(c.quote.split())
+        for line in textwrap.wrap(f'"{quote}"', width=100, initial_indent="    ", subsequent_indent="    "):
+            typer.echo(line)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=50, help="Passages to draw the answer from.")] = 5,
+    mode: ModeOpt = "hybrid",
+    history: Annotated[Optional[list[str]], typer.Option("--history", help="An earlier question (repeatable, oldest first).")] = None,
+    as_json: JsonOpt = False,
+    index_dir: IndexDirOpt = None,
+) -> None:
+    """A cited answer to a question, or a plain statement that the corpus does not cover it."""
+    from rag.retrieve import MODES
+    from rag.service import open_answer_service
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
+    from api.schemas import AskResponse, clean_text
+
+    settings = _settings(index_dir=index_dir)
+    question = clean_text(question)
+    if len(question) > settings.max_question_chars:
+        raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {settings.max_question_chars}")
+    service = open_answer_service(settings)
+    answer = service.ask(question, top_k=k, mode=mode, history=history or [])
+    if as_json:
+        typer.echo(AskResponse.of(answer).model_dump_json(indent=2))
+    else:
+        _print_answer(answer)
+
+
+def index_is_current(settings) -> bool:
+    """Whether the index exists and was built from the configured corpus with the configured chunker."""
+    from corpus.loader import corpus_fingerprint, load_corpus
+    from rag.index import read_manifest
+    from rag.tokens import ENCODING_NAME
+
+    try:
+        manifest = read_manifest(settings.index_dir)
+    except RagError:
+        return False
+    expected_chunker = {"max_tokens": settings.max_tokens, "overlap_tokens": settings.overlap_tokens, "tokenizer": ENCODING_NAME}
+    chunker = {k: manifest.get("chunker", {}).get(k) for k in expected_chunker}
+    if chunker != expected_chunker:
+        return False
+    return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(load_corpus(settings.corpus_dir))
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind [env RAG_HOST; default 127.0.0.1].")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port [env RAG_PORT; default 8000].")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64, help="Worker processes [env RAG_WORKERS].")] = None,
+    index_dir: IndexDirOpt = None,
+    corpus: CorpusOpt = None,
+    build_if_missing: Annotated[
+        bool, typer.Option("--build-if-missing", help="Build the index first when it is missing or older than the corpus.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API and the chat widget."""
+    import uvicorn
+
+    from rag.index import read_manifest, verify_files
+
+    settings = _settings(host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus)
+    if build_if_missing and not index_is_current(settings):
+        from rag.service import index_corpus
+
+        typer.echo(f"building the index of {settings.corpus_dir} ...", err=True)
+        report = index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True))
+        typer.echo(f"indexed {report.articles} articles into {report.chunks} chunks in {report.seconds:.1f} s", err=True)
+    # Refuse to start on a missing or damaged index, with one clear line.
+    build_dir = settings.index_dir.resolve()
+    verify_files(build_dir, read_manifest(build_dir))
+    # Worker processes read their settings from the environment.
+    os.environ.update(
+        {
+            "RAG_INDEX_DIR": str(settings.index_dir.resolve()),
+            "RAG_CORPUS_DIR": str(settings.corpus_dir.resolve()),
+            "RAG_CACHE_DIR": str(settings.cache_dir.resolve()),
+        }
+    )
+    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,  # the app logs each request once, with its request id
+        timeout_graceful_shutdown=30,
+    )
+
+
 def main() -> None:
     """Entry point: run the app, translating library errors into one line and an exit code."""
     try:

@@ -42,6 +42,7 @@ from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError, RagError
 from rag.faults import checkpoint
 from rag.lexical import BM25Params, LexicalIndex
+from rag.sentences import answer_units
 from rag.tokens import ENCODING_NAME
 
 FORMAT = "rag-index"
@@ -51,6 +52,10 @@ CHUNKS = "chunks.jsonl"
 ARTICLES = "articles.json"
 VECTORS = "vectors.faiss"
 BM25_DIR = "bm25"
+# Answer units (sentences, whole list items, a list with its introducing sentence; see
+# rag.sentences.answer_units) and their vectors, so answers cost dot products, not model calls.
+SENTENCE_SPANS = "sentence_spans.npy"  # int32 rows of (chunk row, start, end), offsets into the chunk text
+SENTENCE_VECTORS = "sentence_vectors.npy"  # float32, one unit vector per span
 
 
 def lexical_text(chunk: Chunk) -> str:
@@ -69,6 +74,8 @@ class BuildReport:
     seconds: float
     vector_index: str
     reused_chunking: int = 0
+    sentences: int = 0
+    sentences_embedded: int = 0
     timings: dict = field(default_factory=dict)
 
 
@@ -149,6 +156,10 @@ def _clean_stale(index_dir: Path, keep: set[str]) -> None:
             continue
         if path.name.endswith(".tmp") or path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
+    # A build killed between creating its new link and renaming it over INDEX_DIR leaves the link behind.
+    for link in index_dir.parent.glob(f".{index_dir.name}.link-*"):
+        if link.is_symlink():
+            link.unlink(missing_ok=True)
 
 
 def _current_build(index_dir: Path) -> str | None:
@@ -186,6 +197,7 @@ def build_index(
     vector_params: VectorStoreParams = VectorStoreParams(),
     cache: EmbeddingCache | None = None,
     corpus_path: str = "",
+    with_sentences: bool = True,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> BuildReport:
@@ -223,6 +235,20 @@ def build_index(
         t = time.perf_counter()
         vectors, embedded = embed_cached(encoder, [embed_text(c) for c in chunks], cache, progress=progress)
         timings["embed"] = time.perf_counter() - t
+        spans = np.zeros((0, 3), dtype=np.int32)
+        sentence_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
+        sentences_embedded = 0
+        if with_sentences:
+            # Sentence boundaries and vectors are computed once here, so composing an answer
+            # costs dot products instead of model calls.
+            t = time.perf_counter()
+            spans = np.array(
+                [(row, s, e) for row, c in enumerate(chunks) for s, e in answer_units(c.text)], dtype=np.int32
+            ).reshape(-1, 3)
+            sentence_vectors, sentences_embedded = embed_cached(
+                encoder, [chunks[r].text[s:e] for r, s, e in spans], cache, progress=progress, desc="sentences"
+            )
+            timings["embed_sentences"] = time.perf_counter() - t
         checkpoint("embedded")
 
         t = time.perf_counter()
@@ -247,6 +273,9 @@ def build_index(
         )
         store.save(tmp / VECTORS)
         lexical.save(tmp / BM25_DIR)
+        if with_sentences:
+            np.save(tmp / SENTENCE_SPANS, spans)
+            np.save(tmp / SENTENCE_VECTORS, np.ascontiguousarray(sentence_vectors, dtype=np.float32))
         checkpoint("files-written")
         files = {
             str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
@@ -280,6 +309,8 @@ def build_index(
                 "embedded": embedded,
                 "cached": len(chunks) - embedded,
                 "tokens": int(sum(c.n_tokens for c in chunks)),
+                "sentences": int(len(spans)),
+                "sentences_embedded": sentences_embedded,
             },
             "files": files,
         }
@@ -314,6 +345,8 @@ def build_index(
         seconds=round(time.perf_counter() - started, 3),
         vector_index=kind,
         reused_chunking=reused,
+        sentences=int(len(spans)),
+        sentences_embedded=sentences_embedded,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
 
@@ -346,10 +379,23 @@ class Index:
     articles: dict[str, dict]
     vectors: VectorStore
     lexical: LexicalIndex
+    sentence_spans: np.ndarray | None = None  # (n, 3) int32: chunk row, start, end
+    sentence_vectors: np.ndarray | None = None  # (n, dim) float32
     row_of: dict[str, int] = field(default_factory=dict)
+    sentence_first: np.ndarray | None = None  # sentence_spans rows of chunk r are [first[r], first[r+1])
 
     def __post_init__(self) -> None:
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
+        if self.sentence_spans is not None:
+            self.sentence_first = np.searchsorted(self.sentence_spans[:, 0], np.arange(len(self.chunks) + 1), side="left")
+
+    def sentences_of(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sentence spans (start, end within the chunk text) of chunk ``row`` and their vectors, if stored."""
+        if self.sentence_first is None:
+            spans = np.array(answer_units(self.chunks[row].text), dtype=np.int32).reshape(-1, 2)
+            return spans, None
+        lo, hi = int(self.sentence_first[row]), int(self.sentence_first[row + 1])
+        return self.sentence_spans[lo:hi, 1:], self.sentence_vectors[lo:hi]
 
     @property
     def build_id(self) -> str:
@@ -467,6 +513,15 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
     params = VectorStoreParams(**manifest.get("vectors", {}))
     vectors = VectorStore.load(build_dir / VECTORS, params, mmap=mmap)
     lexical = LexicalIndex.load(build_dir / BM25_DIR, mmap=mmap)
+    sentence_spans = sentence_vectors = None
+    if SENTENCE_SPANS in manifest.get("files", {}):
+        try:
+            sentence_spans = np.load(build_dir / SENTENCE_SPANS, mmap_mode="r" if mmap else None, allow_pickle=False)
+            sentence_vectors = np.load(build_dir / SENTENCE_VECTORS, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"{SENTENCE_SPANS}: unreadable sentence data ({exc.__class__.__name__}); rebuild the index") from None
+        if sentence_spans.ndim != 2 or sentence_spans.shape[1] != 3 or len(sentence_spans) != len(sentence_vectors):
+            raise IndexFormatError(f"{SENTENCE_VECTORS}: does not match {SENTENCE_SPANS}; rebuild the index")
     expected = manifest.get("counts", {}).get("chunks")
     if not (len(chunks) == len(vectors) == lexical.n_docs == expected):
         raise IndexFormatError(
@@ -475,7 +530,16 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
         )
     if vectors.dim != (manifest.get("model") or {}).get("dim"):
         raise IndexFormatError(f"{VECTORS}: holds {vectors.dim}-dimensional vectors, the manifest says otherwise; rebuild the index")
-    return Index(path=build_dir, manifest=manifest, chunks=chunks, articles=articles, vectors=vectors, lexical=lexical)
+    return Index(
+        path=build_dir,
+        manifest=manifest,
+        chunks=chunks,
+        articles=articles,
+        vectors=vectors,
+        lexical=lexical,
+        sentence_spans=sentence_spans,
+        sentence_vectors=sentence_vectors,
+    )
 
 
 __all__ = ["BuildReport", "Index", "RagError", "build_index", "load_index", "read_manifest", "verify_files"]

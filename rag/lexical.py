@@ -36,16 +36,20 @@ def _stemmer(language: str):
     return Stemmer.Stemmer(language)
 
 
-@lru_cache(maxsize=4)
-def _stopwords(name: str) -> frozenset[str]:
-    if not name:
-        return frozenset()
+def _english_stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
 
 
-def _fold(text: str) -> str:
+STOPWORDS = _english_stopwords()
+
+
+def _stopwords(name: str) -> frozenset[str]:
+    return STOPWORDS if name else frozenset()
+
+
+def fold(text: str) -> str:
     # "Türkiye" and "Turkiye" should meet; accents are folded before tokenising.
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
@@ -54,7 +58,7 @@ def _fold(text: str) -> str:
 def analyze(text: str, params: BM25Params = BM25Params()) -> list[str]:
     """Text to BM25 terms: case- and accent-folded words, stop words out, stemmed."""
     stop = _stopwords(params.stopwords)
-    words = [w for w in _TOKEN_RE.findall(_fold(text)) if w not in stop]
+    words = [w for w in _TOKEN_RE.findall(fold(text)) if w not in stop]
     if params.stemmer and words:
         words = _stemmer(params.stemmer).stemWords(words)
     return words
@@ -83,6 +87,19 @@ class LexicalIndex:
         if not terms:
             return np.zeros(self.n_docs, dtype=np.float32)
         return np.asarray(self._retriever.get_scores(terms), dtype=np.float32)
+
+    def vocabulary(self) -> dict[str, int]:
+        """Indexed terms (analysed form) to their ids."""
+        return self._retriever.vocab_dict
+
+    def idf(self, terms: list[str]) -> np.ndarray:
+        """BM25 inverse document frequency of analysed terms; unseen terms get the highest value."""
+        if not hasattr(self, "_df"):
+            indptr = np.asarray(self._retriever.scores["indptr"])
+            self._df = np.diff(indptr)
+        vocab = self._retriever.vocab_dict
+        df = np.array([self._df[vocab[t]] if t in vocab and vocab[t] < len(self._df) else 0 for t in terms], dtype=np.float64)
+        return np.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

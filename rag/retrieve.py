@@ -10,10 +10,11 @@ import numpy as np
 from embeddings.base import Encoder
 from rag.chunking import Chunk
 from rag.errors import QueryError
-from rag.fusion import reciprocal_rank_fusion, top
+from rag.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
 
 MODES = ("hybrid", "dense", "bm25")
+FUSIONS = ("rrf", "convex")
 FILTER_KEYS = ("article", "category", "tag")
 
 
@@ -82,9 +83,24 @@ def result_dict(result: SearchResult) -> dict:
 class Retriever:
     """Searches one loaded index. Cheap to construct; the encoder loads on first dense query."""
 
-    def __init__(self, index: Index, encoder: Encoder | None, *, rrf_k: int = 60, candidates: int = 100):
+    def __init__(
+        self,
+        index: Index,
+        encoder: Encoder | None,
+        *,
+        rrf_k: int = 60,
+        candidates: int = 100,
+        fusion: str = "rrf",
+        alpha: float = 0.5,
+    ):
         if rrf_k < 0:
             raise QueryError(f"rrf_k must be >= 0 (got {rrf_k})")
+        if fusion not in FUSIONS:
+            raise QueryError(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
+        if not 0.0 <= alpha <= 1.0:
+            raise QueryError(f"alpha must be between 0 and 1 (got {alpha})")
+        self.fusion = fusion
+        self.alpha = alpha
         if candidates < 1:
             raise QueryError(f"candidates must be >= 1 (got {candidates})")
         self.index = index
@@ -147,10 +163,18 @@ class Retriever:
         elif mode == "bm25":
             chosen = bm25_ranking[:k]
             scores = None
+        elif self.fusion == "rrf":
+            scores = reciprocal_rank_fusion([dense_ranking, bm25_ranking], k=self.rrf_k)
+            chosen = top(scores, k)
         else:
-            fused = reciprocal_rank_fusion([dense_ranking, bm25_ranking], k=self.rrf_k)
-            chosen = top(fused, k)
-            scores = fused
+            pool_ids = np.array(sorted(set(dense_ranking) | set(bm25_ranking)), dtype=np.int64)
+            cosines = self.index.vectors.scores(qvec, pool_ids) if len(pool_ids) else []
+            scores = convex_combination(
+                {int(i): float(c) for i, c in zip(pool_ids, cosines)},
+                {int(i): float(bm25_all[i]) for i in pool_ids if bm25_all[i] > 0},
+                alpha=self.alpha,
+            )
+            chosen = top(scores, k)
 
         ids = np.array(chosen, dtype=np.int64)
         dense_scores = self.index.vectors.scores(qvec, ids) if qvec is not None and len(ids) else [None] * len(ids)

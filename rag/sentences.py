@@ -72,3 +72,49 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
             spans.append(span)
         line_start = line_end + 1
     return spans
+
+
+_LIST_ITEM_RE = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*\u2022])\s+")
+
+
+def answer_units(text: str, max_item_chars: int = 400, max_list_lines: int = 8) -> list[tuple[int, int]]:
+    """Spans an answer may quote, in reading order (they may overlap).
+
+    Sentences, except that a list item short enough to read as one statement stays whole
+    (a reference entry, "3. Space Law: ..."), and a sentence that introduces a list
+    ("... four key pillars:") also forms a unit together with the list it introduces.
+    """
+    lines: list[tuple[int, int]] = []
+    pos = 0
+    for line in text.split("\n"):
+        lines.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    units: list[tuple[int, int]] = []
+    for i, (ls, le) in enumerate(lines):
+        span = _trimmed(text, ls, le)
+        if span is None:
+            continue
+        is_item = bool(_LIST_ITEM_RE.match(text[ls:le]))
+        sentences = split_sentences(text, ls, le)
+        if is_item and span[1] - span[0] <= max_item_chars:
+            units.append(span)
+        else:
+            units.extend(sentences)
+        if sentences and text[sentences[-1][0] : sentences[-1][1]].endswith(":"):
+            end = None
+            taken = 0
+            for ns, ne in lines[i + 1 :]:
+                if not text[ns:ne].strip():
+                    if taken:
+                        break
+                    continue
+                if not _LIST_ITEM_RE.match(text[ns:ne]) or taken >= max_list_lines:
+                    break
+                end = _trimmed(text, ns, ne)[1]
+                taken += 1
+            if end is not None:
+                # the introducing sentence alone ("... include:") answers nothing; quote it with its list
+                if not is_item or span[1] - span[0] > max_item_chars:
+                    units.remove(sentences[-1])
+                units.append((sentences[-1][0], end))
+    return sorted(set(units))

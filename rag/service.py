@@ -8,6 +8,7 @@ from corpus.loader import load_corpus
 from embeddings import Encoder, get_encoder
 from embeddings.cache import EmbeddingCache
 from embeddings.vectorstore import VectorStoreParams
+from rag.answer import AnswerConfig, AnswerService
 from rag.chunking import ChunkerConfig
 from rag.index import BuildReport, Index, build_index, load_index
 from rag.lexical import BM25Params
@@ -68,4 +69,19 @@ def open_index(settings: Settings, encoder: Encoder | None = None) -> Index:
 def open_retriever(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> Retriever:
     encoder = encoder or make_encoder(settings)
     index = index or open_index(settings, encoder)
-    return Retriever(index, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates)
+    return Retriever(
+        index, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
+    )
+
+
+def answer_config(settings: Settings) -> AnswerConfig:
+    return AnswerConfig(
+        abstain_threshold=settings.abstain_threshold,
+        max_sentences=settings.max_sentences,
+        max_history=settings.max_history,
+    )
+
+
+def open_answer_service(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> AnswerService:
+    """Everything a question needs, loaded and ready."""
+    return AnswerService(open_retriever(settings, index, encoder), answer_config(settings))

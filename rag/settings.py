@@ -42,8 +42,23 @@ class Settings(BaseSettings):
     bm25_b: float = Field(0.75, ge=0, le=1)
 
     # retrieval
+    fusion: Literal["rrf", "convex"] = Field("rrf", description="How hybrid mode fuses dense and BM25: reciprocal rank or normalised scores.")
     rrf_k: int = Field(60, ge=0, le=10_000, description="Reciprocal rank fusion constant.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Dense weight of the convex fusion (BM25 gets 1 - alpha).")
     candidates: int = Field(100, ge=1, le=10_000, description="Candidates taken from each retriever before fusion.")
+
+    # answers
+    abstain_threshold: float = Field(0.24, ge=-1, le=1, description="Support below which the service abstains.")
+    max_sentences: int = Field(4, ge=1, le=20, description="Most sentences in an extractive answer.")
+
+    # HTTP service
+    host: str = Field("127.0.0.1")
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_question_chars: int = Field(2000, ge=1, le=100_000)
+    max_top_k: int = Field(50, ge=1, le=1000)
+    max_history: int = Field(5, ge=0, le=50, description="Earlier questions used for a follow-up (most recent last).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

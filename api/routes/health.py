@@ -1,0 +1,35 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import StateDep
+from api.schemas import Health, Ready
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", response_model=Health, summary="The process is alive")
+async def health() -> Health:
+    return Health()
+
+
+@router.get(
+    "/ready",
+    response_model=Ready,
+    summary="The index is loaded and answering",
+    responses={503: {"description": "Still loading, or the index could not be loaded."}},
+)
+async def ready(state: StateDep):
+    service = state.service
+    if service is None:
+        return JSONResponse({"detail": "the index is not loaded yet"}, status_code=503)
+    index = service.index
+    return Ready(
+        build_id=index.build_id,
+        articles=len(index.articles),
+        chunks=len(index),
+        model=(index.manifest.get("model") or {}).get("name", ""),
+    )

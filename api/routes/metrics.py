@@ -1,0 +1,16 @@
+"""Prometheus metrics in the text exposition format."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import StateDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", summary="Request counts, latency histograms per route, index size", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,48 @@
+"""One passage with its article's metadata and its neighbours."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+
+from api.deps import ServiceDep
+from api.schemas import PASSAGE_ID_PATTERN, ArticleModel, PassageDetail, PassageRef
+
+router = APIRouter(tags=["passages"])
+_ID_RE = re.compile(PASSAGE_ID_PATTERN)
+
+
+@router.get(
+    "/passages/{passage_id}",
+    response_model=PassageDetail,
+    summary="A passage by id, with article metadata and neighbours",
+    responses={404: {"description": "No passage with this id."}},
+)
+async def passage(passage_id: Annotated[str, Path(max_length=200)], service: ServiceDep) -> PassageDetail:
+    if not _ID_RE.match(passage_id):
+        raise HTTPException(status_code=422, detail="passage_id: use an id from /search or /ask (letters, digits, '-', '_', '.', '~')")
+    index = service.index
+    chunk = index.chunk(passage_id)
+    if chunk is None:
+        raise HTTPException(status_code=404, detail=f"no passage with id '{passage_id}'")
+    meta = index.articles.get(chunk.article, {})
+    prev, nxt = index.neighbours(passage_id)
+
+    def ref(c):
+        return None if c is None else PassageRef(passage_id=c.id, section=list(c.section), text=c.text)
+
+    return PassageDetail(
+        passage_id=chunk.id,
+        title=chunk.title,
+        section=list(chunk.section),
+        url=chunk.url,
+        text=chunk.text,
+        start=chunk.start,
+        end=chunk.end,
+        n_tokens=chunk.n_tokens,
+        article=ArticleModel(**{k: v for k, v in meta.items() if k in ArticleModel.model_fields}),
+        previous=ref(prev),
+        next=ref(nxt),
+    )

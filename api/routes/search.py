@@ -1,0 +1,34 @@
+"""Ranked passages for a query: the same shape as ``rag search --json``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import ServiceDep, StateDep
+from api.schemas import MAX_QUESTION_CHARS, MAX_TOP_K, Mode, PassageModel, SearchResponse, clean_text
+from rag.retrieve import Filters
+
+router = APIRouter(tags=["search"])
+
+
+@router.get("/search", response_model=SearchResponse, summary="Ranked passages with breadcrumbs and scores")
+async def search(
+    service: ServiceDep,
+    state: StateDep,
+    q: Annotated[str, Query(min_length=1, max_length=4 * MAX_QUESTION_CHARS, description="The query.", examples=["Outer Space Treaty"])],
+    k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Number of passages.")] = 5,
+    mode: Annotated[Mode, Query(description="hybrid, dense or bm25.")] = "hybrid",
+    article: Annotated[list[str] | None, Query(max_length=50, description="Only these article slugs.")] = None,
+    category: Annotated[list[str] | None, Query(max_length=50, description="Only articles in these categories.")] = None,
+    tag: Annotated[list[str] | None, Query(max_length=50, description="Only articles with these tags.")] = None,
+) -> SearchResponse:
+    query = clean_text(q)
+    if not query:
+        raise HTTPException(status_code=422, detail="q: is empty; send some words to search for")
+    if len(query) > MAX_QUESTION_CHARS:
+        raise HTTPException(status_code=422, detail=f"q: is {len(query)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
+    results = await state.run(service.retriever.search, query, k=k, mode=mode, filters=filters)
+    return SearchResponse(query=query, results=[PassageModel.of(r) for r in results])

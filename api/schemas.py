@@ -1,0 +1,233 @@
+"""Request and response bodies of the HTTP API, as explicit pydantic models (they are the contract)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rag.answer import Answer, Citation
+from rag.retrieve import SearchResult
+
+Mode = Literal["hybrid", "dense", "bm25"]
+
+#: Longest question, in characters, after normalisation. The widget enforces the same limit.
+MAX_QUESTION_CHARS = 2000
+MAX_TOP_K = 50
+MAX_HISTORY_ITEMS = 20
+PASSAGE_ID_PATTERN = r"^[\w.~-]{1,200}$"
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+
+
+def clean_text(value: str) -> str:
+    """NFC-normalise, drop control and zero-width characters, collapse whitespace."""
+    value = unicodedata.normalize("NFC", value)
+    value = _CONTROL_RE.sub("", value)
+    return " ".join(value.split())
+
+
+def _question(value: str) -> str:
+    value = clean_text(value)
+    if not value:
+        raise ValueError("is empty; send some words to search for")
+    if len(value) > MAX_QUESTION_CHARS:
+        raise ValueError(f"is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    return value
+
+
+class Filters(BaseModel):
+    """Restrict answers to part of the corpus. Each field takes one value or a list; matching ignores case."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"category": "Law"}, {"article": ["space-diplomacy"]}]})
+
+    article: str | list[str] | None = Field(None, description="Article slug(s).")
+    category: str | list[str] | None = Field(None, description="Category name(s) or slug(s).")
+    tag: str | list[str] | None = Field(None, description="Tag(s).")
+
+    @field_validator("article", "category", "tag")
+    @classmethod
+    def _bounded(cls, value):
+        items = [value] if isinstance(value, str) else value or []
+        if len(items) > 50:
+            raise ValueError("takes at most 50 values")
+        if any(len(v) > 200 for v in items):
+            raise ValueError("values are at most 200 characters")
+        return value
+
+    def as_mapping(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"question": "When did the Soviet Union launch its first satellite?"},
+                {"question": "And who took part in it?", "history": ["When was the International Space Station initiated?"]},
+                {"question": "What does the Moon Agreement say?", "top_k": 3, "mode": "hybrid", "filters": {"category": "Law"}},
+            ]
+        },
+    )
+
+    question: str = Field(description=f"The question, 1 to {MAX_QUESTION_CHARS} characters.")
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve and draw the answer from.")
+    mode: Mode = Field("hybrid", description="Retrieval: dense + BM25 fused (hybrid), dense only, or BM25 only.")
+    history: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY_ITEMS,
+        description="Earlier questions of the conversation, most recent last; a follow-up is searched with them.",
+    )
+    filters: Filters = Field(default_factory=Filters)
+
+    @field_validator("question")
+    @classmethod
+    def _check_question(cls, value: str) -> str:
+        return _question(value)
+
+    @field_validator("history")
+    @classmethod
+    def _check_history(cls, value: list[str]) -> list[str]:
+        cleaned = [clean_text(item) for item in value]
+        for item in cleaned:
+            if len(item) > MAX_QUESTION_CHARS:
+                raise ValueError(f"entries are at most {MAX_QUESTION_CHARS} characters")
+        return [item for item in cleaned if item]
+
+
+class CitationModel(BaseModel):
+    n: int = Field(description="The number used by the [n] marker in the answer.")
+    passage_id: str
+    title: str = Field(description="Article title.")
+    section: list[str] = Field(description="Section breadcrumb: article title, then headings.")
+    url: str = Field(description="Source URL of the article.")
+    quote: str = Field(description="Exact text quoted from the passage: passage.text[start:end].")
+    start: int = Field(description="Start offset of the quote in the passage text.")
+    end: int = Field(description="End offset (exclusive) of the quote in the passage text.")
+
+    @classmethod
+    def of(cls, c: Citation) -> CitationModel:
+        return cls(n=c.n, passage_id=c.passage_id, title=c.title, section=list(c.section), url=c.url, quote=c.quote, start=c.start, end=c.end)
+
+
+class PassageModel(BaseModel):
+    passage_id: str
+    title: str
+    section: list[str]
+    url: str
+    text: str
+    score: float = Field(description="Retrieval score (fused score in hybrid mode).")
+    rank: int
+    dense_score: float | None = Field(None, description="Cosine similarity with the question.")
+    bm25_score: float = Field(0.0, description="BM25 score for the question.")
+    article: str = Field(description="Article slug.")
+    start: int = Field(description="Start offset of the passage in the article's cleaned text.")
+    end: int
+    low_confidence: bool = Field(False, description="True when the answer abstained: related reading, not evidence.")
+
+    @classmethod
+    def of(cls, r: SearchResult, low_confidence: bool = False) -> PassageModel:
+        c = r.chunk
+        return cls(
+            passage_id=c.id,
+            title=c.title,
+            section=list(c.section),
+            url=c.url,
+            text=c.text,
+            score=r.score,
+            rank=r.rank,
+            dense_score=r.dense_score,
+            bm25_score=r.bm25_score,
+            article=c.article,
+            start=c.start,
+            end=c.end,
+            low_confidence=low_confidence,
+        )
+
+
+class AskResponse(BaseModel):
+    question: str
+    answer: str = Field(description="The answer with [n] citation markers, or the abstention message.")
+    abstained: bool = Field(description="True when the corpus does not support an answer; then citations is empty.")
+    citations: list[CitationModel]
+    passages: list[PassageModel] = Field(description="Retrieved passages, best first.")
+    search_query: str = Field(description="What was searched: the question, plus the previous one for a follow-up.")
+    support: float = Field(description="How strongly the passages support an answer (compared with the abstention threshold).")
+    timings_ms: dict[str, float]
+
+    @classmethod
+    def of(cls, a: Answer) -> AskResponse:
+        return cls(
+            question=a.question,
+            answer=a.answer,
+            abstained=a.abstained,
+            citations=[CitationModel.of(c) for c in a.citations],
+            passages=[PassageModel.of(r, low_confidence=a.abstained) for r in a.passages],
+            search_query=a.search_query,
+            support=a.support,
+            timings_ms=a.timings_ms,
+        )
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[PassageModel]
+
+
+class ArticleModel(BaseModel):
+    slug: str
+    title: str
+    url: str = ""
+    categories: list[dict] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    author: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    language: str = ""
+    description: str = ""
+
+
+class PassageRef(BaseModel):
+    passage_id: str
+    section: list[str]
+    text: str
+
+
+class PassageDetail(BaseModel):
+    passage_id: str
+    title: str
+    section: list[str]
+    url: str
+    text: str
+    start: int
+    end: int
+    n_tokens: int
+    article: ArticleModel
+    previous: PassageRef | None = Field(None, description="The passage before this one in the same article.")
+    next: PassageRef | None = Field(None, description="The passage after this one in the same article.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    build_id: str
+    articles: int
+    chunks: int
+    model: str
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    request_id: str | None = None
+
+
+class SentenceEvent(BaseModel):
+    index: int
+    text: str
+    citations: list[CitationModel]

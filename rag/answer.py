@@ -1,0 +1,333 @@
+"""Cited answers: extractive composition from retrieved passages, or an honest abstention.
+
+Every answer sentence is a quote from a passage with a ``[n]`` marker after it, so the
+citation invariants hold by construction:
+
+* ``citation.quote == passage.text[citation.start:citation.end]`` (quotes are slices, never rewritten);
+* every ``[n]`` in the answer names citation ``n`` and citations are numbered 1..n in order of first use
+  (:func:`renumber` enforces this for any composer, including a future generative one).
+
+Support for an answer is measured per sentence as a mix of embedding similarity and
+IDF-weighted overlap with the question's terms; below ``abstain_threshold`` the service
+says the corpus does not cover the question instead of citing the nearest unrelated text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rag.errors import QueryError
+from rag.lexical import STOPWORDS, analyze, fold
+from rag.retrieve import Filters, Retriever, SearchResult
+
+ABSTAIN_MESSAGE = "The corpus does not cover this question, so there is no cited answer to give."
+
+_MARKER_RE = re.compile(r"\[(\d+)\]")
+_WS_RE = re.compile(r"\s+")
+_CONNECTIVE_RE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about)\b", re.I)
+_ANAPHORA = frozenset(
+    "it its it's they them their theirs this that these those he him his she her there such former latter".split()
+)
+_WORD_RE = re.compile(r"[\w'’]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """Knobs of answer composition; defaults calibrated on eval/data/qa.jsonl (see eval/RESULTS.md)."""
+
+    max_sentences: int = 4
+    relative_cutoff: float = 0.75  # extra sentences must score at least this share of the best one
+    dense_weight: float = 0.65  # sentence score: similarity to the question ...
+    lexical_weight: float = 0.35  # ... and IDF-weighted share of the question's terms it contains
+    context_weight: float = 0.3  # sentence vectors are read in the context of their passage
+    redundancy: float = 0.88  # cosine above which a sentence repeats one already chosen
+    abstain_threshold: float = 0.24  # below this support the service abstains
+    min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know
+    max_history: int = 5
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    passage_id: str
+    title: str
+    section: tuple[str, ...]
+    url: str
+    quote: str
+    start: int  # offsets into the passage text
+    end: int
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    text: str  # the sentence as it appears in the answer, markers included
+    citations: tuple[int, ...]  # the n of each citation it rests on
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    abstained: bool
+    citations: list[Citation]
+    sentences: list[AnswerSentence]
+    passages: list[SearchResult]
+    support: float
+    search_query: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Retrieval:
+    question: str
+    query: str  # what was searched: the question, with context for a follow-up
+    qvec: np.ndarray | None
+    results: list[SearchResult]
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    row: int  # index into the results list
+    start: int
+    end: int
+    score: float
+    cosine: float
+    coverage: float
+    vector: np.ndarray | None
+
+
+class Generator(Protocol):
+    """A seam for a generative model: it receives the question and numbered evidence and
+    returns answer text whose ``[n]`` markers refer to that evidence. Its output is checked
+    by :func:`renumber`; on any failure the extractive answer is used instead."""
+
+    def generate(self, question: str, passages: Sequence[SearchResult], evidence: Sequence[Citation]) -> str: ...
+
+
+def renumber(answer: str, evidence: Sequence[Citation]) -> tuple[str, list[Citation]]:
+    """Renumber ``[n]`` markers 1..m in order of first use and keep only the cited evidence.
+
+    Raises ``ValueError`` when a marker names evidence that does not exist.
+    """
+    by_n = {c.n: c for c in evidence}
+    order: dict[int, int] = {}
+    for m in _MARKER_RE.finditer(answer):
+        old = int(m.group(1))
+        if old not in by_n:
+            raise ValueError(f"marker [{old}] names no citation")
+        order.setdefault(old, len(order) + 1)
+    text = _MARKER_RE.sub(lambda m: f"[{order[int(m.group(1))]}]", answer)
+    citations = [
+        Citation(new, c.passage_id, c.title, c.section, c.url, c.quote, c.start, c.end)
+        for old, new in order.items()
+        for c in [by_n[old]]
+    ]
+    return text, citations
+
+
+def needs_context(question: str) -> bool:
+    """Whether a question leans on the conversation before it ("And who took part in it?")."""
+    if _CONNECTIVE_RE.match(question):
+        return True
+    words = _WORD_RE.findall(question)
+    if not words:
+        return False
+    content = analyze(question)
+    names = [w for w in words[1:] if w[:1].isupper() or (len(w) > 1 and w.isupper())]
+    anaphoric = any(w.casefold() in _ANAPHORA for w in words)
+    return (anaphoric and not names and len(content) <= 4) or len(content) <= 1
+
+
+def contextual_query(question: str, history: Sequence[str]) -> str:
+    """The text to search with: the question, preceded by the last question when it depends on it."""
+    if history and needs_context(question):
+        return f"{history[-1].strip()} {question.strip()}"
+    return question
+
+
+def _fold_word(word: str) -> str:
+    return fold(word.strip("'’"))
+
+
+def _answer_text(quote: str) -> str:
+    # Quotes stay exact in citations; in the answer, whitespace is tidied and bracketed
+    # numbers from the source are dropped so that every [n] in the answer is ours.
+    return _WS_RE.sub(" ", _MARKER_RE.sub("", quote)).strip()
+
+
+class AnswerService:
+    """Question in, cited answer (or abstention) out. Holds no state beyond its parts."""
+
+    def __init__(self, retriever: Retriever, config: AnswerConfig = AnswerConfig(), generator: Generator | None = None):
+        self.retriever = retriever
+        self.config = config
+        self.generator = generator
+
+    @property
+    def index(self):
+        return self.retriever.index
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        top_k: int = 5,
+        mode: str = "hybrid",
+        history: Sequence[str] = (),
+        filters: Filters | None = None,
+    ) -> Retrieval:
+        """First half of :meth:`ask`: the passages (streamed before the answer is composed)."""
+        t0 = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise QueryError("the question is empty; ask something about the corpus")
+        history = [h for h in history if h and h.strip()][-self.config.max_history :] if self.config.max_history else []
+        query = contextual_query(question, history)
+        # composition scores sentences by meaning in every mode, bm25 included
+        qvec = self.retriever.encode(query) if self.retriever.encoder is not None else None
+        t1 = time.perf_counter()
+        results = self.retriever.search(query, k=top_k, mode=mode, filters=filters, query_vector=qvec)
+        t2 = time.perf_counter()
+        return Retrieval(question, query, qvec, results, {"encode": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000})
+
+    def finish(self, retrieval: Retrieval) -> Answer:
+        """Second half of :meth:`ask`: compose the cited answer from retrieved passages."""
+        t0 = time.perf_counter()
+        answer = self.compose(retrieval.question, retrieval.query, retrieval.qvec, retrieval.results)
+        timings = {**retrieval.timings_ms, "compose": (time.perf_counter() - t0) * 1000}
+        timings["total"] = sum(timings.values())
+        answer.timings_ms = {k: round(v, 2) for k, v in timings.items()}
+        return answer
+
+    def ask(
+        self,
+        question: str,
+        *,
+        top_k: int = 5,
+        mode: str = "hybrid",
+        history: Sequence[str] = (),
+        filters: Filters | None = None,
+    ) -> Answer:
+        """A cited answer to ``question``, or an abstention."""
+        return self.finish(self.retrieve(question, top_k=top_k, mode=mode, history=history, filters=filters))
+
+    # ------------------------------------------------------------------ composition
+
+    def _candidates(self, query: str, qvec: np.ndarray | None, results: list[SearchResult]) -> tuple[list[_Candidate], float]:
+        """Scored answer units of the retrieved passages, and the support for answering at all."""
+        cfg = self.config
+        index = self.index
+        terms = list(dict.fromkeys(analyze(query)))
+        weights = index.lexical.idf(terms) if terms else np.zeros(0)
+        total = float(weights.sum()) or 1.0
+
+        def coverage(present: set[str]) -> float:
+            return float(sum(w for t, w in zip(terms, weights) if t in present) / total) if terms else 0.0
+
+        pending: list[tuple[int, int, int]] = []
+        vectors: list[np.ndarray | None] = []
+        rows = [index.row_of[r.chunk.id] for r in results]
+        for i, row in enumerate(rows):
+            spans, vecs = index.sentences_of(row)
+            for j, (s, e) in enumerate(spans):
+                pending.append((i, int(s), int(e)))
+                vectors.append(None if vecs is None else np.asarray(vecs[j], dtype=np.float32))
+        if not pending:
+            return [], 0.0
+        if qvec is not None and any(v is None for v in vectors):
+            # an index built without sentence vectors: embed the candidates now
+            vectors = list(self.retriever.encoder.embed_batch([results[i].chunk.text[s:e] for i, s, e in pending]))
+        passage_vectors = index.vectors.vectors(np.array(rows, dtype=np.int64)) if qvec is not None else None
+        headings = [set(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else set() for r in results]
+        passage_cover = [coverage(set(analyze(r.chunk.text + " " + " ".join(r.chunk.section)))) for r in results]
+
+        out: list[_Candidate] = []
+        best_cosine = 0.0
+        for (i, s, e), vec in zip(pending, vectors):
+            cover = coverage(set(analyze(results[i].chunk.text[s:e])) | headings[i])
+            if qvec is None:
+                out.append(_Candidate(i, s, e, cover, 0.0, cover, None))
+                continue
+            cosine = float(vec @ qvec)
+            best_cosine = max(best_cosine, cosine)
+            # A sentence read alone loses its subject ("This development ... NASA"); mixing in
+            # its passage's vector lets the passage's context speak for it.
+            mixed = vec + cfg.context_weight * passage_vectors[i]
+            contextual = float(mixed @ qvec / (np.linalg.norm(mixed) or 1.0))
+            score = cfg.dense_weight * contextual + cfg.lexical_weight * cover
+            out.append(_Candidate(i, s, e, score, cosine, cover, vec))
+        if qvec is None:
+            support = max(passage_cover, default=0.0)
+        else:
+            best_passage = float(max(passage_vectors @ qvec, default=0.0))
+            support = 0.5 * best_cosine + 0.2 * best_passage + 0.3 * max(passage_cover, default=0.0)
+        return out, support
+
+    def known_share(self, question: str) -> float:
+        """Share of the question's words that the corpus or the encoder's vocabulary knows."""
+        words = [w for w in (_fold_word(w) for w in _WORD_RE.findall(question)) if w and not w.isdigit()]
+        if not words:
+            return 0.0
+        vocabulary = self.retriever.encoder.vocabulary() if self.retriever.encoder is not None else None
+        lexicon = self.index.lexical.vocabulary()
+        known = 0
+        for word in words:
+            stems = analyze(word)
+            if (vocabulary is not None and word in vocabulary) or word in STOPWORDS or (stems and stems[0] in lexicon):
+                known += 1
+        return known / len(words)
+
+    def compose(self, question: str, query: str, qvec: np.ndarray | None, results: list[SearchResult]) -> Answer:
+        cfg = self.config
+        candidates, support = self._candidates(query, qvec, results)
+        if not candidates or support < cfg.abstain_threshold or self.known_share(question) < cfg.min_known_words:
+            return Answer(question, ABSTAIN_MESSAGE, True, [], [], results, round(support, 4), query)
+
+        ranked = sorted(candidates, key=lambda c: (-c.score, c.row, c.start))
+        best = ranked[0].score
+        chosen: list[_Candidate] = []
+        for cand in ranked:
+            if len(chosen) >= cfg.max_sentences:
+                break
+            if chosen and cand.score < best * cfg.relative_cutoff:
+                break
+            if any(c.row == cand.row and c.start < cand.end and cand.start < c.end for c in chosen):
+                continue
+            if cand.vector is not None and any(
+                c.vector is not None and float(c.vector @ cand.vector) >= cfg.redundancy for c in chosen
+            ):
+                continue
+            chosen.append(cand)
+
+        # Reading order: passages by their best sentence, sentences in the passage's own order.
+        first_rank = {}
+        for pos, cand in enumerate(chosen):
+            first_rank.setdefault(cand.row, pos)
+        chosen.sort(key=lambda c: (first_rank[c.row], c.start))
+
+        evidence: list[Citation] = []
+        sentences: list[AnswerSentence] = []
+        for cand in chosen:
+            chunk = results[cand.row].chunk
+            quote = chunk.text[cand.start : cand.end]
+            n = len(evidence) + 1
+            evidence.append(Citation(n, chunk.id, chunk.title, chunk.section, chunk.url, quote, cand.start, cand.end))
+            sentences.append(AnswerSentence(f"{_answer_text(quote)} [{n}]", (n,)))
+
+        text = " ".join(s.text for s in sentences)
+        if self.generator is not None:
+            try:
+                generated, cited = renumber(self.generator.generate(question, results, evidence), evidence)
+                if cited:
+                    streamed = [AnswerSentence(generated, tuple(c.n for c in cited))]
+                    return Answer(question, generated, False, cited, streamed, results, round(support, 4), query)
+            except Exception:  # a failing generator never costs the user the extractive answer
+                pass
+        text, evidence = renumber(text, evidence)
+        return Answer(question, text, False, evidence, sentences, results, round(support, 4), query)

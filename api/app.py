@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from pathlib import Path
+
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.context import configure_logging, new_request_id, request_id_var
+from api.context import configure_logging, request_id_var
+from api.middleware import RequestContextMiddleware
 from api.metrics import Metrics
+from api.security import KeyRing, RateLimiter
 from rag import __version__
 from rag.answer import AnswerService
 from rag.errors import QueryError, RagError
@@ -37,17 +42,50 @@ class AppState:
         # CPU-bound work (encoding, scoring) runs in threads, at most one per core at a time,
         # so the event loop stays free to accept requests and stream responses.
         self.limiter = anyio.CapacityLimiter(max(1, settings.threads or os.cpu_count() or 1))
+        self.keys = KeyRing.from_settings(settings)
+        self.rate = RateLimiter(settings.rate_limit)
+        self.reload_lock = anyio.Lock()
         self.started = time.time()
 
-    def load(self) -> None:
+    def _open(self, encoder=None) -> AnswerService:
         from rag.service import make_encoder, open_answer_service, open_index
 
-        encoder = make_encoder(self.settings)
-        encoder.warm_up()
+        if encoder is None:
+            encoder = make_encoder(self.settings)
+            encoder.warm_up()
         index = open_index(self.settings, encoder)
         service = open_answer_service(self.settings, index, encoder)
-        service.ask("What is this corpus about?")  # fail here, at start-up, rather than on a user's question
-        self.service = service
+        service.ask("What is this corpus about?")  # fail here, not on a user's question
+        return service
+
+    def load(self) -> None:
+        self.service = self._open()
+
+    def reload(self) -> dict:
+        """Load the build the index link names now and swap it in; the old one serves until then.
+
+        Requests already running keep the service object they started with, so they finish
+        on the old index; a broken or incompatible new index raises and changes nothing.
+        """
+        old = self.service
+        target = Path(self.settings.index_dir).resolve().name
+        if old is not None and old.index.build_id == target:
+            return {"status": "unchanged", "build_id": target}
+        fresh = self._open(old.retriever.encoder if old is not None else None)
+        self.service = fresh  # one reference assignment: atomic for every reader
+        self.publish_index_metrics()
+        log.info("reloaded the index: build %s -> %s", old.index.build_id if old else None, fresh.index.build_id)
+        return {
+            "status": "reloaded",
+            "build_id": fresh.index.build_id,
+            "previous_build_id": old.index.build_id if old else None,
+            "articles": len(fresh.index.articles),
+            "chunks": len(fresh.index),
+        }
+
+    async def reload_async(self) -> dict:
+        async with self.reload_lock:  # one reload at a time; queries are not blocked meanwhile
+            return await anyio.to_thread.run_sync(self.reload)
 
     def publish_index_metrics(self) -> None:
         index = self.service.index
@@ -55,45 +93,33 @@ class AppState:
         self.metrics.set_index(index.build_id, model, len(index.articles), len(index))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self.limiter)
-
-
-class RequestContextMiddleware:
-    """Request id, access log and per-route metrics for every HTTP request (streaming included)."""
-
-    def __init__(self, app: ASGIApp, state: AppState):
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
-        token = request_id_var.set(rid)
-        scope.setdefault("state", {})["request_id"] = rid
-        started = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
-            await send(message)
-
+        """Run CPU-bound work in the bounded pool, giving up after the request timeout."""
         try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.state.metrics.requests.labels(route=label, method=method, status=str(status["code"])).inc()
-            self.state.metrics.latency.labels(route=label, method=method).observe(elapsed)
-            log.info("%s %s %s %.1fms", method, scope.get("path"), status["code"], elapsed * 1000)
-            request_id_var.reset(token)
+            with anyio.fail_after(self.settings.request_timeout_s):
+                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self.limiter, abandon_on_cancel=True)
+        except TimeoutError:
+            raise HTTPException(
+                status_code=503,
+                detail=f"the request took longer than {self.settings.request_timeout_s:g} s; try again shortly",
+            ) from None
+
+
+def _install_sighup(state: AppState) -> bool:
+    """SIGHUP reloads the index, like POST /admin/reload (main thread of a server process only)."""
+    loop = asyncio.get_running_loop()
+
+    async def reload() -> None:
+        try:
+            result = await state.reload_async()
+            log.info("SIGHUP reload: %s", result["status"])
+        except RagError as exc:
+            log.error("SIGHUP reload refused, still serving the previous index: %s", exc)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+    except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (e.g. a test client)
+        return False
+    return True
 
 
 def _error(status: int, detail: str, request: Request, headers: dict | None = None) -> JSONResponse:
@@ -135,7 +161,10 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
             await anyio.to_thread.run_sync(state.load)
         state.publish_index_metrics()
         log.info("ready: %d passages from %d articles", len(state.service.index), len(state.service.index.articles))
+        hangup = _install_sighup(state)
         yield
+        if hangup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     app = FastAPI(
         title="Space diplomacy answers",
@@ -175,9 +204,9 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
         log.exception("unhandled error")
         return _error(500, "internal error; quote the request id when reporting it", request)
 
-    from api.routes import ask, health, metrics, passages, search
+    from api.routes import admin, ask, health, metrics, passages, search
 
-    for module in (ask, search, passages, health, metrics):
+    for module in (ask, search, passages, health, metrics, admin):
         app.include_router(module.router)
 
     app.add_middleware(RequestContextMiddleware, state=state)

@@ -197,9 +197,12 @@ def serve(
         typer.echo(f"building the index of {settings.corpus_dir} ...", err=True)
         report = index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True))
         typer.echo(f"indexed {report.articles} articles into {report.chunks} chunks in {report.seconds:.1f} s", err=True)
-    # Refuse to start on a missing or damaged index, with one clear line.
+    # Refuse to start on a missing or damaged index or unusable keys, with one clear line.
     build_dir = settings.index_dir.resolve()
     verify_files(build_dir, read_manifest(build_dir))
+    from api.security import KeyRing
+
+    KeyRing.from_settings(settings)
     # Worker processes read their settings from the environment.
     os.environ.update(
         {
@@ -217,7 +220,9 @@ def serve(
         workers=settings.workers,
         log_level=settings.log_level,
         access_log=False,  # the app logs each request once, with its request id
-        timeout_graceful_shutdown=30,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=30,  # SIGTERM: stop accepting, finish requests in flight
     )
 
 

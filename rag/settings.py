@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from corpus.loader import DEFAULT_CORPUS_DIR
 from rag.errors import ConfigError
@@ -60,6 +60,41 @@ class Settings(BaseSettings):
     max_history: int = Field(5, ge=0, le=50, description="Earlier questions used for a follow-up (most recent last).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
 
+    # protection of a public service
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Client API keys (comma-separated); when set, /ask, /search, /passages and /metrics need one."
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Admin API keys (comma-separated); /admin/* always needs one."
+    )
+    api_keys_file: Path | None = Field(None, description="File of keys, one per line: 'KEY' or 'client KEY' or 'admin KEY'.")
+    rate_limit: str = Field("3000/minute", description="Requests per client (key, or address without keys), e.g. '60/minute'; empty disables.")
+    max_body_bytes: int = Field(65_536, ge=1024, le=10_000_000, description="Largest request body accepted.")
+    max_query_bytes: int = Field(4096, ge=256, le=100_000, description="Longest query string accepted.")
+    request_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest time one request may compute.")
+    receive_timeout_s: float = Field(10.0, gt=0, le=600, description="Longest wait for the next piece of a request body.")
+    limit_concurrency: int = Field(512, ge=1, le=100_000, description="Connections served at once; more get 503.")
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from limits import parse
+
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError("use a rate like '60/minute' or '10/second'") from None
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.overlap_tokens >= self.max_tokens // 2:
@@ -75,4 +110,5 @@ def load_settings(**overrides) -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         env = f"RAG_{field.upper()}" if field != "settings" else "RAG_* settings"
-        raise ConfigError(f"invalid setting {field} ({env}): {first.get('msg')}") from None
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {field} ({env}): {message}") from None

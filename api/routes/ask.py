@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from sse_starlette.sse import EventSourceResponse
 
-from api.deps import ServiceDep, StateDep
+from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
 from rag.errors import QueryError
 from rag.retrieve import Filters
@@ -38,7 +38,7 @@ A failure after the stream has started arrives as `error`: `{"detail"}`.
         422: {"description": "A field is missing, empty, too long or out of range."},
     },
 )
-async def ask(body: AskRequest, request: Request, service: ServiceDep, state: StateDep):
+async def ask(body: AskRequest, request: Request, _: ClientDep, service: ServiceDep, state: StateDep):
     filters = Filters.from_mapping(body.filters.as_mapping())
     kwargs = {"top_k": body.top_k, "mode": body.mode, "history": body.history, "filters": filters}
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -72,6 +72,8 @@ async def _stream(body: AskRequest, kwargs: dict, service, state):
         yield {"event": "done", "data": AskResponse.of(answer).model_dump_json()}
     except QueryError as exc:
         yield {"event": "error", "data": _json({"detail": str(exc)})}
+    except HTTPException as exc:  # e.g. the request timeout
+        yield {"event": "error", "data": _json({"detail": str(exc.detail)})}
     except Exception:
         log.exception("streaming answer failed")
         yield {"event": "error", "data": _json({"detail": "internal error while answering; try again"})}

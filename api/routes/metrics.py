@@ -6,11 +6,11 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import StateDep
+from api.deps import ClientDep, StateDep
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", summary="Request counts, latency histograms per route, index size", response_class=Response)
-async def metrics(state: StateDep) -> Response:
+async def metrics(_: ClientDep, state: StateDep) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
-from api.deps import ServiceDep
+from api.deps import ClientDep, ServiceDep
 from api.schemas import PASSAGE_ID_PATTERN, ArticleModel, PassageDetail, PassageRef
 
 router = APIRouter(tags=["passages"])
@@ -20,7 +20,7 @@ _ID_RE = re.compile(PASSAGE_ID_PATTERN)
     summary="A passage by id, with article metadata and neighbours",
     responses={404: {"description": "No passage with this id."}},
 )
-async def passage(passage_id: Annotated[str, Path(max_length=200)], service: ServiceDep) -> PassageDetail:
+async def passage(passage_id: Annotated[str, Path(max_length=200)], _: ClientDep, service: ServiceDep) -> PassageDetail:
     if not _ID_RE.match(passage_id):
         raise HTTPException(status_code=422, detail="passage_id: use an id from /search or /ask (letters, digits, '-', '_', '.', '~')")
     index = service.index

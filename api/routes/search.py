@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import ServiceDep, StateDep
+from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import MAX_QUESTION_CHARS, MAX_TOP_K, Mode, PassageModel, SearchResponse, clean_text
 from rag.retrieve import Filters
 
@@ -15,6 +15,7 @@ router = APIRouter(tags=["search"])
 
 @router.get("/search", response_model=SearchResponse, summary="Ranked passages with breadcrumbs and scores")
 async def search(
+    _: ClientDep,
     service: ServiceDep,
     state: StateDep,
     q: Annotated[str, Query(min_length=1, max_length=4 * MAX_QUESTION_CHARS, description="The query.", examples=["Outer Space Treaty"])],

@@ -1,0 +1,127 @@
+"""API keys, rate limits and response headers for a service that faces the public."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from rag.errors import ConfigError
+from rag.settings import Settings
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key's role and a non-secret label for rate limiting and logs."""
+
+    role: str  # "client" | "admin" | "anonymous"
+    label: str
+
+
+class KeyRing:
+    """Configured keys, kept as SHA-256 digests and compared in constant time."""
+
+    def __init__(self, client_keys: list[str], admin_keys: list[str]):
+        self._keys: list[tuple[bytes, str]] = [(_digest(k), "client") for k in client_keys] + [
+            (_digest(k), "admin") for k in admin_keys
+        ]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        client, admin = list(settings.api_keys), list(settings.admin_keys)
+        if settings.api_keys_file is not None:
+            path = settings.api_keys_file
+            try:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the API keys file {path}: {exc.strerror}") from None
+            for number, line in enumerate(lines, start=1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                parts = line.split()
+                if len(parts) == 1:
+                    client.append(parts[0])
+                elif len(parts) == 2 and parts[0] in ("client", "admin"):
+                    (admin if parts[0] == "admin" else client).append(parts[1])
+                else:
+                    raise ConfigError(f"{path}:{number}: write 'KEY', 'client KEY' or 'admin KEY'")
+        for key in client + admin:
+            if len(key) < 16:
+                raise ConfigError("API keys must be at least 16 characters long")
+        return cls(client, admin)
+
+    @property
+    def required(self) -> bool:
+        """Whether client endpoints need a key (some client or admin key is configured)."""
+        return any(role == "client" for _, role in self._keys)
+
+    @property
+    def has_admin(self) -> bool:
+        return any(role == "admin" for _, role in self._keys)
+
+    def role_of(self, presented: str) -> str | None:
+        """The role of a presented key, or None. Every configured key is compared, match or not."""
+        digest = _digest(presented)
+        found = None
+        for known, role in self._keys:
+            if hmac.compare_digest(known, digest) and found is None:
+                found = role
+        return found
+
+
+def presented_key(headers) -> str | None:
+    """The key from ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    key = headers.get("x-api-key", "").strip()
+    return key or None
+
+
+class RateLimiter:
+    """A moving-window limit per caller (well-kept ``limits`` library, in-process memory)."""
+
+    def __init__(self, rate: str):
+        self.item = parse(rate) if rate else None
+        self._limiter = MovingWindowRateLimiter(MemoryStorage()) if self.item else None
+
+    def check(self, caller: str) -> int | None:
+        """None when allowed; otherwise the seconds to wait before retrying."""
+        if self._limiter is None:
+            return None
+        if self._limiter.hit(self.item, caller):
+            return None
+        reset, _ = self._limiter.get_window_stats(self.item, caller)
+        return max(1, math.ceil(reset - time.time()))
+
+
+def security_headers(content_type: str, page: bool) -> list[tuple[bytes, bytes]]:
+    """Headers for every response; the widget's pages also get a strict content security policy."""
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    ]
+    if page and content_type.startswith("text/html"):
+        headers += [
+            (b"x-frame-options", b"DENY"),
+            (
+                b"content-security-policy",
+                b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                b"font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        ]
+    return headers

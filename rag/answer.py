@@ -30,6 +30,9 @@ ABSTAIN_MESSAGE = "The corpus does not cover this question, so there is no cited
 
 _MARKER_RE = re.compile(r"\[(\d+)\]")
 _WS_RE = re.compile(r"\s+")
+# A bracketed number in the source: with the space before it when punctuation or a space follows
+# ("up [12]." -> "up."), bare otherwise ("a [1]b" -> "a b").
+_SOURCE_MARKER_RE = re.compile(r"\s*\[\d+\](?=[\s.,;:!?)]|$)|\[\d+\]")
 _CONNECTIVE_RE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about)\b", re.I)
 _ANAPHORA = frozenset(
     "it its it's they them their theirs this that these those he him his she her there such former latter".split()
@@ -158,8 +161,12 @@ def _fold_word(word: str) -> str:
 
 def _answer_text(quote: str) -> str:
     # Quotes stay exact in citations; in the answer, whitespace is tidied and bracketed
-    # numbers from the source are dropped so that every [n] in the answer is ours.
-    return _WS_RE.sub(" ", _MARKER_RE.sub("", quote)).strip()
+    # numbers from the source are dropped so that every [n] in the answer is ours. Dropping
+    # repeats until none is left: removing "[4]" from "[9[4]]" would otherwise leave "[9]".
+    text = quote
+    while (stripped := _SOURCE_MARKER_RE.sub("", text)) != text:
+        text = stripped
+    return _WS_RE.sub(" ", text).strip()
 
 
 class AnswerService:

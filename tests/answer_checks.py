@@ -1,0 +1,103 @@
+"""Checks shared by the answer, API and streaming tests: the citation invariants and an SSE parser.
+
+The invariants are stated once here, for both shapes an answer takes (the ``rag.answer.Answer``
+record and the JSON body of ``POST /ask``), so every test holds the service to the same contract.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from rag.answer import ABSTAIN_MESSAGE, Answer
+
+#: What a reader takes for a citation marker. Deliberately the same pattern the service uses:
+#: anything this matches in an answer must name a citation.
+MARKER_RE = re.compile(r"\[(\d+)\]")
+
+
+def markers_in_order(text: str) -> list[int]:
+    """The citation numbers of ``text`` in order of first appearance."""
+    return list(dict.fromkeys(int(m.group(1)) for m in MARKER_RE.finditer(text)))
+
+
+def check_answer_dict(body: dict) -> None:
+    """Every citation invariant of one ``/ask`` JSON body (or ``done`` event)."""
+    passages = {p["passage_id"]: p for p in body["passages"]}
+    citations = body["citations"]
+    if body["abstained"]:
+        assert citations == [], body
+        assert body["answer"] == ABSTAIN_MESSAGE
+        assert not MARKER_RE.search(body["answer"])
+        assert all(p["low_confidence"] for p in body["passages"]), "passages of an abstention are not evidence"
+        return
+    assert citations, f"an answer without citations: {body['answer']!r}"
+    numbers = [c["n"] for c in citations]
+    assert numbers == list(range(1, len(citations) + 1)), f"citations not numbered 1..n: {numbers}"
+    # every marker names a citation, in order of first use, and every citation is used
+    assert markers_in_order(body["answer"]) == numbers, (body["answer"], numbers)
+    for c in citations:
+        assert c["passage_id"] in passages, f"citation {c['n']} cites a passage that was not returned"
+        text = passages[c["passage_id"]]["text"]
+        assert c["quote"], f"citation {c['n']} has an empty quote"
+        assert 0 <= c["start"] < c["end"] <= len(text)
+        assert text[c["start"] : c["end"]] == c["quote"], f"citation {c['n']}: offsets do not slice out the quote"
+        assert c["quote"] in text
+        passage = passages[c["passage_id"]]
+        assert (c["title"], c["section"], c["url"]) == (passage["title"], passage["section"], passage["url"])
+    assert not any(p["low_confidence"] for p in body["passages"])
+
+
+def check_answer(answer: Answer) -> None:
+    """Every citation invariant of an :class:`~rag.answer.Answer` record, sentences included."""
+    passages = {r.chunk.id: r.chunk for r in answer.passages}
+    if answer.abstained:
+        assert answer.citations == [] and answer.sentences == []
+        assert answer.answer == ABSTAIN_MESSAGE
+        return
+    numbers = [c.n for c in answer.citations]
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
+    assert numbers, answer.answer
+    assert markers_in_order(answer.answer) == numbers, (answer.answer, numbers)
+    for c in answer.citations:
+        chunk = passages[c.passage_id]
+        assert chunk.text[c.start : c.end] == c.quote and c.quote
+        assert (c.title, c.section, c.url) == (chunk.title, chunk.section, chunk.url)
+    # The answer is its sentences, and each sentence's markers are the citations it lists.
+    assert " ".join(s.text for s in answer.sentences) == answer.answer
+    for s in answer.sentences:
+        assert s.citations and markers_in_order(s.text) == list(s.citations), s
+
+
+class Event(NamedTuple):
+    event: str
+    data: str
+
+    def json(self):
+        return json.loads(self.data)
+
+
+def parse_sse(lines: Iterable[str]) -> list[Event]:
+    """Server-sent events from the lines of a ``text/event-stream`` body (comments and pings skipped)."""
+    events: list[Event] = []
+    name, data = "message", []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                events.append(Event(name, "\n".join(data)))
+            name, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        events.append(Event(name, "\n".join(data)))
+    return events

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.errors import QueryError
+from rag.faults import checkpoint
 from rag.lexical import STOPWORDS, analyze, fold
 from rag.retrieve import Filters, Retriever, SearchResult
 
@@ -206,6 +207,7 @@ class AnswerService:
     def finish(self, retrieval: Retrieval) -> Answer:
         """Second half of :meth:`ask`: compose the cited answer from retrieved passages."""
         t0 = time.perf_counter()
+        checkpoint("compose")
         answer = self.compose(retrieval.question, retrieval.query, retrieval.qvec, retrieval.results)
         timings = {**retrieval.timings_ms, "compose": (time.perf_counter() - t0) * 1000}
         timings["total"] = sum(timings.values())

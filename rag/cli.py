@@ -204,11 +204,13 @@ def serve(
 
     KeyRing.from_settings(settings)
     # Worker processes read their settings from the environment.
+    # Absolute, but not resolved: the index path is a link that re-indexing moves, and a
+    # reload must follow it to the new build.
     os.environ.update(
         {
-            "RAG_INDEX_DIR": str(settings.index_dir.resolve()),
-            "RAG_CORPUS_DIR": str(settings.corpus_dir.resolve()),
-            "RAG_CACHE_DIR": str(settings.cache_dir.resolve()),
+            "RAG_INDEX_DIR": os.path.abspath(settings.index_dir),
+            "RAG_CORPUS_DIR": os.path.abspath(settings.corpus_dir),
+            "RAG_CACHE_DIR": os.path.abspath(settings.cache_dir),
         }
     )
     typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)

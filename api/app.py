@@ -201,8 +201,16 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error")
-        return _error(500, "internal error; quote the request id when reporting it", request)
+        # Starlette answers unhandled errors outside every middleware, after the request
+        # context has ended: restore the request id for the log line and set its header here.
+        rid = getattr(request.state, "request_id", None)
+        token = request_id_var.set(rid)
+        try:
+            log.exception("unhandled error")
+        finally:
+            request_id_var.reset(token)
+        headers = {"X-Request-ID": rid} if rid else None
+        return _error(500, "internal error; quote the request id when reporting it", request, headers=headers)
 
     from api.routes import admin, ask, health, metrics, passages, search
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.answer import Answer, Citation
-from rag.retrieve import SearchResult
+from rag.retrieve import SearchResult, result_dict
 
 Mode = Literal["hybrid", "dense", "bm25"]
 
@@ -113,7 +113,9 @@ class CitationModel(BaseModel):
         return cls(n=c.n, passage_id=c.passage_id, title=c.title, section=list(c.section), url=c.url, quote=c.quote, start=c.start, end=c.end)
 
 
-class PassageModel(BaseModel):
+class SearchHit(BaseModel):
+    """One ranked passage, field for field what ``rag search --json`` prints (``result_dict``)."""
+
     passage_id: str
     title: str
     section: list[str]
@@ -126,26 +128,20 @@ class PassageModel(BaseModel):
     article: str = Field(description="Article slug.")
     start: int = Field(description="Start offset of the passage in the article's cleaned text.")
     end: int
+
+    @classmethod
+    def of(cls, r: SearchResult) -> SearchHit:
+        return cls(**result_dict(r))
+
+
+class PassageModel(SearchHit):
+    """A passage an answer was drawn from: a search hit that also says whether it is evidence."""
+
     low_confidence: bool = Field(False, description="True when the answer abstained: related reading, not evidence.")
 
     @classmethod
     def of(cls, r: SearchResult, low_confidence: bool = False) -> PassageModel:
-        c = r.chunk
-        return cls(
-            passage_id=c.id,
-            title=c.title,
-            section=list(c.section),
-            url=c.url,
-            text=c.text,
-            score=r.score,
-            rank=r.rank,
-            dense_score=r.dense_score,
-            bm25_score=r.bm25_score,
-            article=c.article,
-            start=c.start,
-            end=c.end,
-            low_confidence=low_confidence,
-        )
+        return cls(**result_dict(r), low_confidence=low_confidence)
 
 
 class AskResponse(BaseModel):
@@ -173,8 +169,14 @@ class AskResponse(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    """The body of ``GET /search``: the same shape as ``rag search --json``."""
+
     query: str
-    results: list[PassageModel]
+    results: list[SearchHit]
+
+    @classmethod
+    def of(cls, query: str, results: list[SearchResult]) -> SearchResponse:
+        return cls(query=query, results=[SearchHit.of(r) for r in results])
 
 
 class ArticleModel(BaseModel):

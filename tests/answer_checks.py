@@ -1,4 +1,4 @@
-"""Checks shared by the answer, API and streaming tests: the citation invariants and an SSE parser.
+"""Shared by the answer, API and streaming tests: the citation invariants, an SSE parser, a test client.
 
 The invariants are stated once here, for both shapes an answer takes (the ``rag.answer.Answer``
 record and the JSON body of ``POST /ask``), so every test holds the service to the same contract.
@@ -6,10 +6,15 @@ record and the JSON body of ``POST /ask``), so every test holds the service to t
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
+
+from fastapi.testclient import TestClient
 
 from rag.answer import ABSTAIN_MESSAGE, Answer
 
@@ -101,3 +106,30 @@ def parse_sse(lines: Iterable[str]) -> list[Event]:
     if data:
         events.append(Event(name, "\n".join(data)))
     return events
+
+
+@contextmanager
+def running(app, **kwargs) -> Iterator[TestClient]:
+    """A TestClient with the app's lifespan run; the 'rag' logger is put back as it was afterwards
+    (the app configures it at start-up, and other tests should not inherit that)."""
+    logger = logging.getLogger("rag")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        with TestClient(app, **kwargs) as client:
+            yield client
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """What the app's log handler writes (request ids included), while the block runs."""
+    handlers = [h for h in logging.getLogger("rag").handlers if isinstance(h, logging.StreamHandler)]
+    assert handlers, "the app configures a log handler at start-up"
+    buffer = io.StringIO()
+    previous = [h.setStream(buffer) for h in handlers]
+    try:
+        yield buffer
+    finally:
+        for handler, stream in zip(handlers, previous):
+            handler.setStream(stream)

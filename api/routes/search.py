@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import ClientDep, ServiceDep, StateDep
-from api.schemas import MAX_QUESTION_CHARS, MAX_TOP_K, Mode, PassageModel, SearchResponse, clean_text
+from api.schemas import MAX_QUESTION_CHARS, MAX_TOP_K, Mode, SearchResponse, clean_text
 from rag.retrieve import Filters
 
 router = APIRouter(tags=["search"])
@@ -32,4 +32,4 @@ async def search(
         raise HTTPException(status_code=422, detail=f"q: is {len(query)} characters long; the limit is {MAX_QUESTION_CHARS}")
     filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
     results = await state.run(service.retriever.search, query, k=k, mode=mode, filters=filters)
-    return SearchResponse(query=query, results=[PassageModel.of(r) for r in results])
+    return SearchResponse.of(query, results)

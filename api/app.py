@@ -122,6 +122,20 @@ def _install_sighup(state: AppState) -> bool:
     return True
 
 
+def _deployment_openapi(app: FastAPI, state: AppState) -> dict:
+    """The schema of this deployment: without client keys the question endpoints are open,
+    so they declare no security requirement (admin endpoints always do)."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        if not state.keys.required:
+            for path, operations in schema.get("paths", {}).items():
+                if not path.startswith("/admin/"):
+                    for operation in operations.values():
+                        operation.pop("security", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
 def _error(status: int, detail: str, request: Request, headers: dict | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or request_id_var.get()
     return JSONResponse({"detail": detail, "request_id": rid}, status_code=status, headers=headers)
@@ -218,4 +232,6 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
         app.include_router(module.router)
 
     app.add_middleware(RequestContextMiddleware, state=state)
+    app.openapi = lambda: _deployment_openapi(app, state)
+
     return app

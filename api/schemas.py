@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,6 +20,9 @@ MAX_HISTORY_ITEMS = 20
 PASSAGE_ID_PATTERN = r"^[\w.~-]{1,200}$"
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+#: A question must contain at least one visible character (documented in the schema too).
+VISIBLE_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]"
+FilterValue = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def clean_text(value: str) -> str:
@@ -43,19 +46,11 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"category": "Law"}, {"article": ["space-diplomacy"]}]})
 
-    article: str | list[str] | None = Field(None, description="Article slug(s).")
-    category: str | list[str] | None = Field(None, description="Category name(s) or slug(s).")
-    tag: str | list[str] | None = Field(None, description="Tag(s).")
-
-    @field_validator("article", "category", "tag")
-    @classmethod
-    def _bounded(cls, value):
-        items = [value] if isinstance(value, str) else value or []
-        if len(items) > 50:
-            raise ValueError("takes at most 50 values")
-        if any(len(v) > 200 for v in items):
-            raise ValueError("values are at most 200 characters")
-        return value
+    article: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Article slug(s).")
+    category: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(
+        None, description="Category name(s) or slug(s)."
+    )
+    tag: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Tag(s).")
 
     def as_mapping(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -73,10 +68,15 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(description=f"The question, 1 to {MAX_QUESTION_CHARS} characters.")
+    question: str = Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        pattern=VISIBLE_PATTERN,
+        description=f"The question, 1 to {MAX_QUESTION_CHARS} characters.",
+    )
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve and draw the answer from.")
     mode: Mode = Field("hybrid", description="Retrieval: dense + BM25 fused (hybrid), dense only, or BM25 only.")
-    history: list[str] = Field(
+    history: list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS)]] = Field(
         default_factory=list,
         max_length=MAX_HISTORY_ITEMS,
         description="Earlier questions of the conversation, most recent last; a follow-up is searched with them.",
@@ -91,11 +91,7 @@ class AskRequest(BaseModel):
     @field_validator("history")
     @classmethod
     def _check_history(cls, value: list[str]) -> list[str]:
-        cleaned = [clean_text(item) for item in value]
-        for item in cleaned:
-            if len(item) > MAX_QUESTION_CHARS:
-                raise ValueError(f"entries are at most {MAX_QUESTION_CHARS} characters")
-        return [item for item in cleaned if item]
+        return [item for item in (clean_text(entry) for entry in value) if item]
 
 
 class CitationModel(BaseModel):
@@ -227,6 +223,32 @@ class Ready(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     request_id: str | None = None
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed request (invalid JSON, a bad header).",
+    401: "An API key is required (when the service is configured with keys) or the key is not valid.",
+    403: "The key may not use this endpoint.",
+    404: "Not found.",
+    408: "The request body did not arrive in time.",
+    409: "Conflict.",
+    413: "The request body is too large.",
+    414: "The query string is too long.",
+    422: "A field is missing, empty, too long, out of range or of the wrong type; `detail` names it.",
+    429: "Too many requests from this client; see the Retry-After header.",
+    503: "The index is not loaded yet, or the request took too long.",
+}
+
+
+def error_responses(*codes: int) -> dict:
+    """OpenAPI entries for error statuses; every error body is ``{"detail", "request_id"}``."""
+    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+#: Refusals that can come from the edge of the service for any route.
+EDGE_ERRORS = error_responses(400, 408, 413, 414, 422)
+#: What the question endpoints add: keys, rate limits, loading or timeouts.
+CLIENT_ERRORS = error_responses(401, 429, 503)
 
 
 class SentenceEvent(BaseModel):

@@ -228,6 +228,8 @@ def serve(
     )
 
 
+
+
 def main() -> None:
     """Entry point: run the app, translating library errors into one line and an exit code."""
     try:
@@ -244,12 +246,14 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
+    except typer.TyperException as exc:  # usage errors from the command-line parser
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # bare `rag`: the help text, not an error
+        else:
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            _err(f"{message} (see 'rag --help')")
+        sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # a bug, not a user error: still one line unless debugging
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         if os.environ.get("RAG_DEBUG"):
             raise
         _err(f"internal error ({exc.__class__.__name__}: {exc}); set RAG_DEBUG=1 for the traceback")

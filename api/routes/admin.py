@@ -6,10 +6,11 @@ import re
 
 from fastapi import APIRouter, HTTPException
 
+from api.schemas import EDGE_ERRORS
 from api.deps import AdminDep, StateDep
 from rag.errors import RagError
 
-router = APIRouter(prefix="/admin", tags=["operations"])
+router = APIRouter(prefix="/admin", tags=["operations"], responses=EDGE_ERRORS)
 
 _PATH_RE = re.compile(r"(?:/[^\s/:'\"]+)+/([^\s/:'\"]+)")
 

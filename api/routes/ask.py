@@ -8,11 +8,11 @@ from fastapi import APIRouter, HTTPException, Request
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import ClientDep, ServiceDep, StateDep
-from api.schemas import AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
+from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
 from rag.errors import QueryError
 from rag.retrieve import Filters
 
-router = APIRouter(tags=["answers"])
+router = APIRouter(tags=["answers"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 log = logging.getLogger("rag.api")
 
 STREAM_DOC = """

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import StateDep
-from api.schemas import Health, Ready
+from api.schemas import EDGE_ERRORS, Health, Ready
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=EDGE_ERRORS)
 
 
 @router.get("/health", response_model=Health, summary="The process is alive")

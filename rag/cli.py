@@ -147,6 +147,10 @@ def ask(
 
     settings = _settings(index_dir=index_dir)
     question = clean_text(question)
+    if not question:  # refused before the model loads, not after
+        from rag.errors import QueryError
+
+        raise QueryError("the question is empty; ask something about the corpus")
     if len(question) > settings.max_question_chars:
         raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {settings.max_question_chars}")
     service = open_answer_service(settings)
@@ -158,14 +162,18 @@ def ask(
 
 
 def index_is_current(settings) -> bool:
-    """Whether the index exists and was built from the configured corpus with the configured chunker."""
+    """Whether the index exists and was built from the configured corpus, chunker and model."""
     from corpus.loader import corpus_fingerprint, load_corpus
     from rag.index import read_manifest
+    from rag.service import make_encoder
     from rag.tokens import ENCODING_NAME
 
     try:
         manifest = read_manifest(settings.index_dir)
     except RagError:
+        return False
+    encoder = make_encoder(settings)  # cheap: the model itself loads lazily
+    if (manifest.get("model") or {}).get("name") != encoder.name or manifest["model"].get("dim") != encoder.dim:
         return False
     expected_chunker = {"max_tokens": settings.max_tokens, "overlap_tokens": settings.overlap_tokens, "tokenizer": ENCODING_NAME}
     chunker = {k: manifest.get("chunker", {}).get(k) for k in expected_chunker}
@@ -228,11 +236,6 @@ def serve(
     )
 
 
-# ---- evaluation harness: `rag eval qa|beir|compare|calibrate` (eval/cli.py; imports only typer here) ----
-from eval.cli import eval_app  # noqa: E402
-
-app.add_typer(eval_app, name="eval")
-# ---- end of evaluation harness ----
 
 
 def main() -> None:

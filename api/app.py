@@ -234,4 +234,11 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
     app.add_middleware(RequestContextMiddleware, state=state)
     app.openapi = lambda: _deployment_openapi(app, state)
 
+    # --- chat widget: the page and embed assets at /, and CORS for the sites allowed to embed it ---
+    from api.cors import add_cors
+    from api.routes import widget
+
+    app.include_router(widget.router)
+    add_cors(app, settings)  # added last = outermost: every response, refusals included, gets CORS headers
+    # --- end chat widget ---
     return app

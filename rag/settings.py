@@ -95,6 +95,21 @@ class Settings(BaseSettings):
                 raise ValueError("use a rate like '60/minute' or '10/second'") from None
         return value
 
+    # --- chat widget: which other sites may call the API from a browser (CORS) ---
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (comma-separated or a JSON list); empty: same origin only.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value):
+        from rag.origins import parse_origins
+
+        return parse_origins(value)
+
+    # --- end chat widget ---
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.overlap_tokens >= self.max_tokens // 2:

@@ -1,0 +1,345 @@
+"""Score the answer service on a question set, in-process or through a running server's HTTP API.
+
+A question set is a JSONL file, one question a line::
+
+    {"id": "qa-020", "question": "When was Sputnik-1 launched?", "kind": "factoid", "answerable": true,
+     "gold_sections": [["Space Diplomacy", "History", "The Cold War"]], "answer_key": [["1957"]]}
+
+``gold_sections`` lists the breadcrumbs where the answer is written (any one counts);
+``answer_key`` is a list of groups that must all match, and a group matches when any of its
+alternatives occurs in the answer (case-insensitive, whitespace normalised). Unanswerable
+questions (``"answerable": false``) have kind ``off-topic`` or ``near-domain``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from eval import metrics as m
+from eval.errors import EvalDataError
+from rag.errors import RagError
+
+#: The question set that ships with the product (the default of ``rag eval qa``).
+DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "data" / "qa.jsonl"
+UNANSWERABLE_KINDS = ("off-topic", "near-domain")
+
+
+class ServerError(RagError):
+    """The server under evaluation cannot be reached or is not ready."""
+
+
+@dataclass(frozen=True)
+class QAItem:
+    id: str
+    question: str
+    kind: str
+    answerable: bool
+    gold_sections: tuple[tuple[str, ...], ...] = ()
+    answer_key: tuple[tuple[str, ...], ...] = ()
+    notes: str = ""
+
+
+def _strings(value, what: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise EvalDataError(f"{where}: {what} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def load_question_set(path: str | Path) -> list[QAItem]:
+    """Parse and check a question set; every problem names the file, the line and the fix."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvalDataError(f"{path}: no such question set; pass a JSONL file of questions") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalDataError(f"{path}: cannot read the question set ({exc.__class__.__name__})") from None
+    items: list[QAItem] = []
+    seen: set[str] = set()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {lineno}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvalDataError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(raw, dict):
+            raise EvalDataError(f"{where}: expected a JSON object")
+        for key in ("id", "question", "answerable"):
+            if key not in raw:
+                raise EvalDataError(f'{where}: the field "{key}" is missing')
+        if not isinstance(raw["question"], str) or not raw["question"].strip():
+            raise EvalDataError(f'{where}: "question" must be a non-empty string')
+        if not isinstance(raw["answerable"], bool):
+            raise EvalDataError(f'{where}: "answerable" must be true or false')
+        qid = str(raw["id"])
+        if qid in seen:
+            raise EvalDataError(f"{where}: the id {qid!r} is used twice; give each question its own id")
+        seen.add(qid)
+        gold = raw.get("gold_sections") or []
+        key = raw.get("answer_key") or []
+        if not isinstance(gold, list) or not isinstance(key, list):
+            raise EvalDataError(f'{where}: "gold_sections" and "answer_key" must be lists of lists of strings')
+        kind = str(raw.get("kind") or ("answerable" if raw["answerable"] else "unanswerable"))
+        items.append(
+            QAItem(
+                id=qid,
+                question=raw["question"],
+                kind=kind,
+                answerable=raw["answerable"],
+                gold_sections=tuple(_strings(s, "each gold section", where) for s in gold),
+                answer_key=tuple(_strings(g, "each answer-key group", where) for g in key),
+                notes=str(raw.get("notes") or ""),
+            )
+        )
+    if not items:
+        raise EvalDataError(f"{path}: the question set is empty")
+    return items
+
+
+# --------------------------------------------------------------------------------------- askers
+
+
+class Asker(Protocol):
+    """Something that answers questions the way ``POST /ask`` does (its JSON body)."""
+
+    target: str
+
+    def ask(self, question: str) -> dict: ...
+
+    def passage_text(self, passage_id: str) -> str | None: ...
+
+
+class InProcessAsker:
+    """The answer service in this process, over the configured index."""
+
+    def __init__(self, settings, *, top_k: int = 5, mode: str = "hybrid", service=None):
+        from rag.service import open_answer_service
+
+        self.service = service or open_answer_service(settings)
+        self.top_k, self.mode = top_k, mode
+        self.target = f"in-process index {self.service.index.path} (build {self.service.index.build_id})"
+        if self.service.retriever.encoder is not None:
+            self.service.retriever.encoder.warm_up()  # latency figures should not include loading the model
+
+    def ask(self, question: str) -> dict:
+        from api.schemas import AskResponse
+
+        answer = self.service.ask(question, top_k=self.top_k, mode=self.mode)
+        return AskResponse.of(answer).model_dump(mode="json")
+
+    def passage_text(self, passage_id: str) -> str | None:
+        chunk = self.service.index.chunk(passage_id)
+        return None if chunk is None else chunk.text
+
+
+class HttpAsker:
+    """A running server, through ``POST /ask`` and ``GET /passages/{id}``."""
+
+    def __init__(self, url: str, *, top_k: int = 5, mode: str = "hybrid", timeout: float = 60.0, wait: float = 60.0):
+        import httpx
+
+        self.url = url.rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise ServerError(f"--url must start with http:// or https:// (got {url!r})")
+        self.top_k, self.mode = top_k, mode
+        self.client = httpx.Client(base_url=self.url, timeout=timeout)
+        self.target = f"server {self.url}"
+        self._wait_ready(wait)
+
+    def _wait_ready(self, wait: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                response = self.client.get("/ready")
+            except httpx.HTTPError as exc:
+                raise ServerError(
+                    f"cannot reach {self.url} ({exc.__class__.__name__}); start the server (make run) or fix --url"
+                ) from None
+            if response.status_code == 200:
+                ready = response.json()
+                self.target = f"server {self.url} (build {ready.get('build_id')}, {ready.get('chunks')} chunks)"
+                return
+            if response.status_code != 503 or time.monotonic() > deadline:
+                raise ServerError(f"{self.url}/ready answered HTTP {response.status_code}; is this the question-answering service?")
+            time.sleep(0.5)
+
+    def ask(self, question: str) -> dict:
+        import httpx
+
+        try:
+            response = self.client.post("/ask", json={"question": question, "top_k": self.top_k, "mode": self.mode})
+        except httpx.HTTPError as exc:
+            raise ServerError(f"{self.url}/ask failed ({exc.__class__.__name__}: {exc}); is the server still running?") from None
+        if response.status_code != 200:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:200]
+            return {"error": f"HTTP {response.status_code}: {detail}"}
+        return response.json()
+
+    def passage_text(self, passage_id: str) -> str | None:
+        response = self.client.get(f"/passages/{passage_id}")
+        return response.json()["text"] if response.status_code == 200 else None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# --------------------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class QAResult:
+    """One question's outcome: what came back, and every check on it."""
+
+    id: str
+    kind: str
+    question: str
+    answerable: bool
+    abstained: bool
+    answer: str
+    support: float | None
+    latency_ms: float
+    cited_sections: list[list[str]]
+    passage_sections: list[list[str]]
+    citation_rank: int | None  # rank of the first citation from a gold section
+    passage_rank: int | None  # rank of the first retrieved passage from a gold section
+    key_groups: list[bool]  # per answer-key group: stated in the answer (empty when the question has no key)
+    citation_problems: list[str]
+    gold_sections: list[list[str]] = field(default_factory=list)
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    @property
+    def key_match(self) -> bool | None:
+        return (bool(self.key_groups) and all(self.key_groups)) if self.key_groups else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed, "key_match": self.key_match}
+
+
+def score_response(item: QAItem, response: dict, latency_ms: float, passage_text: Callable[[str], str | None]) -> QAResult:
+    """Check one ``/ask`` response against the question's gold sections and answer key."""
+    if "error" in response:
+        result = QAResult(
+            item.id, item.kind, item.question, item.answerable, False, "", None, round(latency_ms, 2), [], [], None, None,
+            [False] * len(item.answer_key), [], [list(s) for s in item.gold_sections], error=response["error"],
+        )
+        result.problems = [f"request failed: {response['error']}"]
+        return result
+    citations = response.get("citations") or []
+    passages = response.get("passages") or []
+    texts = {p["passage_id"]: p["text"] for p in passages}
+    for c in citations:
+        if c["passage_id"] not in texts:
+            text = passage_text(c["passage_id"])
+            if text is not None:
+                texts[c["passage_id"]] = text
+    abstained = bool(response.get("abstained"))
+    answer = response.get("answer") or ""
+    cited = [list(c["section"]) for c in sorted(citations, key=lambda c: c["n"])]
+    retrieved = [list(p["section"]) for p in sorted(passages, key=lambda p: p["rank"])]
+    result = QAResult(
+        id=item.id,
+        kind=item.kind,
+        question=item.question,
+        answerable=item.answerable,
+        abstained=abstained,
+        answer=answer,
+        support=response.get("support"),
+        latency_ms=round(latency_ms, 2),
+        cited_sections=cited,
+        passage_sections=retrieved,
+        citation_rank=m.first_hit(cited, item.gold_sections),
+        passage_rank=m.first_hit(retrieved, item.gold_sections),
+        key_groups=m.answer_key_groups("" if abstained else answer, item.answer_key),
+        citation_problems=m.citation_problems(answer, abstained, citations, texts),
+        gold_sections=[list(s) for s in item.gold_sections],
+    )
+    problems = list(result.citation_problems)
+    if item.answerable:
+        if abstained:
+            problems.append("abstained on an answerable question")
+        else:
+            if item.gold_sections and not m.hit_at(result.citation_rank, 3):
+                problems.append("no gold section among the first 3 citations")
+            missing = [" | ".join(g) for g, ok in zip(item.answer_key, result.key_groups) if not ok]
+            if missing:
+                problems.append("answer lacks: " + "; ".join(missing))
+    elif not abstained:
+        problems.append(f"answered an unanswerable ({item.kind}) question")
+    result.problems = problems
+    return result
+
+
+def run_questions(
+    items: Sequence[QAItem], asker: Asker, *, progress: bool | None = None
+) -> list[QAResult]:
+    """Ask every question (one at a time, so latencies are not queueing delays) and score the answers."""
+    from tqdm.auto import tqdm
+
+    results = []
+    disable = None if progress is None else not progress
+    for item in tqdm(items, desc="questions", unit="q", disable=disable, leave=False):
+        started = time.perf_counter()
+        response = asker.ask(item.question)
+        latency = (time.perf_counter() - started) * 1000
+        results.append(score_response(item, response, latency, asker.passage_text))
+    return results
+
+
+def _share(flags: Sequence[bool]) -> float | None:
+    return m.ratio(sum(flags), len(flags))
+
+
+def summarise(results: Sequence[QAResult]) -> dict:
+    """The headline figures. Shares are over the questions a check applies to (n/a when none)."""
+    answerable = [r for r in results if r.answerable]
+    # Section metrics apply to answerable questions that name gold sections, the key to those with a key.
+    gold = [r for r in answerable if r.gold_sections]
+    keyed = [r for r in answerable if r.key_groups]
+    unanswerable = [r for r in results if not r.answerable]
+    ok = [r for r in results if r.error is None]
+    abst = m.abstention((r.answerable, r.abstained) for r in ok)
+    latencies = [r.latency_ms for r in ok]
+    summary = {
+        "questions": len(results),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "errors": len(results) - len(ok),
+    }
+    for k in (1, 3, 5):
+        summary[f"citation_hit@{k}"] = _share([m.hit_at(r.citation_rank, k) for r in gold])
+    summary["citation_mrr"] = _mean([m.reciprocal_rank(r.citation_rank) for r in gold])
+    for k in (1, 3, 5):
+        summary[f"passage_hit@{k}"] = _share([m.hit_at(r.passage_rank, k) for r in gold])
+    summary["passage_mrr"] = _mean([m.reciprocal_rank(r.passage_rank) for r in gold])
+    summary["answer_key_recall"] = _share([bool(r.key_match) for r in keyed])
+    summary["citation_validity"] = _share([not r.citation_problems for r in ok])
+    summary["abstention_precision"] = abst.precision
+    summary["abstention_recall"] = abst.recall
+    for kind in UNANSWERABLE_KINDS:
+        summary[f"{kind}_abstained"] = _share([r.abstained for r in unanswerable if r.kind == kind])
+    summary["answerable_abstained"] = _share([r.abstained for r in answerable if r.error is None])
+    summary["latency_p50_ms"] = round(m.percentile(latencies, 50), 2)
+    summary["latency_p95_ms"] = round(m.percentile(latencies, 95), 2)
+    summary["passed"] = _share([r.passed for r in results])
+    return summary
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None

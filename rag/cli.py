@@ -236,6 +236,11 @@ def serve(
     )
 
 
+# ---- evaluation harness: `rag eval qa|beir|compare|calibrate` (eval/cli.py; imports only typer here) ----
+from eval.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+# ---- end of evaluation harness ----
 
 
 def main() -> None:

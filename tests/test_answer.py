@@ -308,3 +308,21 @@ def test_history_is_bounded_by_max_history(corpus_root):
     long_history = [f"Question number {i} about tomatoes?" for i in range(1000)] + [ISS]
     bounded = AnswerService(retriever, AnswerConfig(max_history=2))
     assert bounded.retrieve("And who took part in it?", history=long_history).query == f"{ISS} And who took part in it?"
+
+
+# ------------------------------------------------------------------------------------ configuration
+
+
+def test_the_abstention_threshold_is_configurable(corpus_root, monkeypatch):
+    from rag.service import answer_config
+    from rag.settings import load_settings
+
+    encoder = HashingEncoder()
+    retriever = Retriever(load_index(corpus_root / "index", encoder), encoder)
+    question = "How often does a satellite in low orbit circle the planet?"
+    assert not AnswerService(retriever, answer_config(load_settings(abstain_threshold=0.0))).ask(question).abstained
+    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0.99")
+    strict = AnswerService(retriever, answer_config(load_settings()))
+    assert strict.config.abstain_threshold == 0.99
+    answer = strict.ask(question)
+    assert answer.abstained and answer.citations == [] and answer.passages  # nearest passages still listed

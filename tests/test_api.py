@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -294,6 +295,41 @@ def test_an_unexpected_error_is_a_500_without_internals(tmp_path, bundled_index_
     assert "something broke" not in response.text
     # the log keeps the details, under the same request id
     assert any("[req-500]" in line and "unhandled error" in line for line in log.getvalue().splitlines()), log.getvalue()
+
+
+class BlockedService(AnswerService):
+    """Composes only once released, like a long CPU-bound answer."""
+
+    def __init__(self, retriever):
+        super().__init__(retriever)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def finish(self, retrieval):
+        self.entered.set()
+        assert self.release.wait(timeout=120)
+        return super().finish(retrieval)
+
+
+def test_answering_never_blocks_the_event_loop(tmp_path, bundled_index_dir, bundled_retriever):
+    service = BlockedService(bundled_retriever)
+    with running(create_app(settings_for(tmp_path, bundled_index_dir), service=service)) as app_client:
+        answers = []
+        asker = threading.Thread(target=lambda: answers.append(app_client.post("/ask", json={"question": "When was NASA established?"})))
+        asker.start()
+        try:
+            assert service.entered.wait(timeout=120), "the question never reached composition"
+            # An answer is being composed and cannot finish yet: the loop must still serve others.
+            others = []
+            prober = threading.Thread(target=lambda: others.extend([app_client.get("/health"), app_client.get("/ready")]))
+            prober.start()
+            prober.join(timeout=60)
+            assert not prober.is_alive(), "the event loop was blocked by a running answer"
+            assert [r.status_code for r in others] == [200, 200]
+        finally:
+            service.release.set()
+            asker.join(timeout=120)
+    assert answers and answers[0].status_code == 200 and not answers[0].json()["abstained"]
 
 
 # ------------------------------------------------------------------------------------ filters

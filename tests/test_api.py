@@ -435,10 +435,19 @@ def test_a_follow_up_is_answered_in_the_context_of_the_previous_question(client)
     assert not any(c["section"][-1] == POST_COLD_WAR for c in alone["citations"])
 
 
-def test_a_self_contained_question_ignores_unrelated_history(client):
-    plain = ask(client, "In which year was NASA set up?")
-    with_history = ask(client, "In which year was NASA set up?", history=["How much is the space economy worth today?", ISS])
-    assert with_history["search_query"] == plain["search_query"] == "In which year was NASA set up?"
+@pytest.mark.parametrize(
+    "question",
+    [
+        "In which year was NASA set up?",
+        # pronouns that point inside the question itself do not make it a follow-up
+        "Which treaty bans the military use of space, and when was it signed?",
+        "Why did the launch of Sputnik-1 matter and what did it start?",
+    ],
+)
+def test_a_self_contained_question_ignores_unrelated_history(client, question):
+    plain = ask(client, question)
+    with_history = ask(client, question, history=["How much is the space economy worth today?", ISS])
+    assert with_history["search_query"] == plain["search_query"] == question
     assert with_history["answer"] == plain["answer"]
     assert with_history["citations"] == plain["citations"]
     assert [p["passage_id"] for p in with_history["passages"]] == [p["passage_id"] for p in plain["passages"]]

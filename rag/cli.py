@@ -143,7 +143,7 @@ def ask(
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
-    from api.schemas import AskResponse, clean_text
+    from api.schemas import MAX_QUESTION_CHARS, AskResponse, clean_text
 
     settings = _settings(index_dir=index_dir)
     question = clean_text(question)
@@ -151,8 +151,8 @@ def ask(
         from rag.errors import QueryError
 
         raise QueryError("the question is empty; ask something about the corpus")
-    if len(question) > settings.max_question_chars:
-        raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {settings.max_question_chars}")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
     service = open_answer_service(settings)
     answer = service.ask(question, top_k=k, mode=mode, history=history or [])
     if as_json:

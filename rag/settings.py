@@ -55,8 +55,6 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1")
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    max_question_chars: int = Field(2000, ge=1, le=100_000)
-    max_top_k: int = Field(50, ge=1, le=1000)
     max_history: int = Field(5, ge=0, le=50, description="Earlier questions used for a follow-up (most recent last).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
 

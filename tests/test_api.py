@@ -8,6 +8,7 @@ import re
 import threading
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from answer_checks import captured_log, check_answer_dict, running
@@ -146,6 +147,17 @@ def test_health_and_ready(client, bundled_retriever):
         "chunks": len(index),
         "model": "sentence-transformers/all-MiniLM-L6-v2",
     }
+
+
+def test_before_the_index_loads_the_process_is_alive_but_not_ready(tmp_path, bundled_index_dir):
+    # Without entering the client, the lifespan never runs: the state of a server still loading.
+    loading = TestClient(create_app(settings_for(tmp_path, bundled_index_dir)))
+    assert loading.get("/health").status_code == 200
+    ready = loading.get("/ready")
+    assert ready.status_code == 503 and "not loaded" in ready.json()["detail"]
+    asked = loading.post("/ask", json={"question": "When was NASA established?"})
+    assert_clean_error(asked, 503)
+    assert "not loaded" in asked.json()["detail"]
 
 
 def metric_samples(client) -> dict[tuple, float]:

@@ -25,6 +25,9 @@ QuestionsOpt = Annotated[Optional[Path], typer.Option("--questions", help="Same 
 UrlOpt = Annotated[
     Optional[str], typer.Option("--url", help="Ask a running server (e.g. http://127.0.0.1:8000) instead of this process.")
 ]
+ApiKeyOpt = Annotated[
+    Optional[str], typer.Option("--api-key", envvar="RAG_EVAL_API_KEY", help="API key for a server that requires one.")
+]
 IndexDirOpt = Annotated[Optional[Path], typer.Option("--index-dir", help="Index to ask in-process [env RAG_INDEX_DIR].")]
 TopKOpt = Annotated[int, typer.Option("--k", "-k", min=1, max=50, help="Passages per question (top_k of /ask).")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid, dense or bm25.")]
@@ -50,12 +53,12 @@ def _check_mode(mode: str) -> None:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
 
 
-def _asker(url: str | None, index_dir: Path | None, k: int, mode: str):
+def _asker(url: str | None, index_dir: Path | None, k: int, mode: str, api_key: str | None = None):
     from eval.qa import HttpAsker, InProcessAsker
     from rag.settings import load_settings
 
     if url:
-        return HttpAsker(url, top_k=k, mode=mode)
+        return HttpAsker(url, top_k=k, mode=mode, api_key=api_key)
     return InProcessAsker(load_settings(index_dir=index_dir), top_k=k, mode=mode)
 
 
@@ -80,6 +83,7 @@ def qa_command(
     k: TopKOpt = 5,
     mode: ModeOpt = "hybrid",
     index_dir: IndexDirOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Ask every question of a set and report section hits, answer-key recall, citation validity, abstention, latency."""
     from eval import qa
@@ -88,7 +92,7 @@ def qa_command(
     _check_mode(mode)
     path = _questions_path(questions, questions_opt)
     items = qa.load_question_set(path)
-    asker = _asker(url, index_dir, k, mode)
+    asker = _asker(url, index_dir, k, mode, api_key)
     _echo_err(f"asking {len(items)} questions from {path} -> {asker.target}")
     results = qa.run_questions(items, asker)
     summary = qa.summarise(results)
@@ -175,6 +179,7 @@ def calibrate_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the calibration as JSON too.")] = None,
     k: TopKOpt = 5,
     index_dir: IndexDirOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Propose an abstention threshold from the support of answerable vs off-topic questions."""
     from eval import qa
@@ -183,7 +188,7 @@ def calibrate_command(
 
     path = _questions_path(questions, questions_opt)
     items = qa.load_question_set(path)
-    asker = _asker(url, index_dir, k, "hybrid")
+    asker = _asker(url, index_dir, k, "hybrid", api_key)
     _echo_err(f"asking {len(items)} questions from {path} -> {asker.target}")
     results = qa.run_questions(items, asker)
     current = _answer_settings(url).get("abstain_threshold")

@@ -8,7 +8,9 @@ A question set is a JSONL file, one question a line::
 ``gold_sections`` lists the breadcrumbs where the answer is written (any one counts);
 ``answer_key`` is a list of groups that must all match, and a group matches when any of its
 alternatives occurs in the answer (case-insensitive, whitespace normalised). Unanswerable
-questions (``"answerable": false``) have kind ``off-topic`` or ``near-domain``.
+questions (``"answerable": false``) have kind ``off-topic`` or ``near-domain``. Also accepted:
+a gold section as one flat list or as ``"A > B"`` strings, an answer-key group as a bare string,
+and a missing ``answerable`` when ``kind`` says off-topic or near-domain.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Protocol
 
 from eval import metrics as m
 from eval.errors import EvalDataError
+from rag.chunking import BREADCRUMB_SEPARATOR
 from rag.errors import RagError
 
 #: The question set that ships with the product (the default of ``rag eval qa``).
@@ -50,6 +53,28 @@ def _strings(value, what: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _breadcrumbs(value, where: str) -> tuple[tuple[str, ...], ...]:
+    """Gold sections: a list of breadcrumbs (lists of headings); one flat list, or "A > B" strings, are accepted too."""
+    if not value:
+        return ()
+    if not isinstance(value, list):
+        raise EvalDataError(f'{where}: "gold_sections" must be a list of breadcrumbs (lists of headings)')
+    if all(isinstance(v, str) for v in value):
+        if any(BREADCRUMB_SEPARATOR in v for v in value):
+            return tuple(tuple(p.strip() for p in v.split(BREADCRUMB_SEPARATOR.strip())) for v in value)
+        return (_strings(value, "a gold section", where),)
+    return tuple(_strings(s, "each gold section", where) for s in value)
+
+
+def _groups(value, where: str) -> tuple[tuple[str, ...], ...]:
+    """Answer-key groups; a bare string is a group with one alternative."""
+    if not value:
+        return ()
+    if not isinstance(value, list):
+        raise EvalDataError(f'{where}: "answer_key" must be a list of groups (lists of alternative strings)')
+    return tuple((g,) if isinstance(g, str) and g.strip() else _strings(g, "each answer-key group", where) for g in value)
+
+
 def load_question_set(path: str | Path) -> list[QAItem]:
     """Parse and check a question set; every problem names the file, the line and the fix."""
     path = Path(path)
@@ -71,30 +96,29 @@ def load_question_set(path: str | Path) -> list[QAItem]:
             raise EvalDataError(f"{where}: not valid JSON ({exc.msg})") from None
         if not isinstance(raw, dict):
             raise EvalDataError(f"{where}: expected a JSON object")
-        for key in ("id", "question", "answerable"):
+        for key in ("id", "question"):
             if key not in raw:
                 raise EvalDataError(f'{where}: the field "{key}" is missing')
         if not isinstance(raw["question"], str) or not raw["question"].strip():
             raise EvalDataError(f'{where}: "question" must be a non-empty string')
-        if not isinstance(raw["answerable"], bool):
+        if "answerable" not in raw and raw.get("kind") is None:
+            raise EvalDataError(f'{where}: the field "answerable" is missing (true, or false for questions the corpus does not cover)')
+        # Without "answerable", the kind decides: off-topic and near-domain questions are the unanswerable ones.
+        answerable = raw.get("answerable", str(raw.get("kind")) not in (*UNANSWERABLE_KINDS, "unanswerable"))
+        if not isinstance(answerable, bool):
             raise EvalDataError(f'{where}: "answerable" must be true or false')
         qid = str(raw["id"])
         if qid in seen:
             raise EvalDataError(f"{where}: the id {qid!r} is used twice; give each question its own id")
         seen.add(qid)
-        gold = raw.get("gold_sections") or []
-        key = raw.get("answer_key") or []
-        if not isinstance(gold, list) or not isinstance(key, list):
-            raise EvalDataError(f'{where}: "gold_sections" and "answer_key" must be lists of lists of strings')
-        kind = str(raw.get("kind") or ("answerable" if raw["answerable"] else "unanswerable"))
         items.append(
             QAItem(
                 id=qid,
                 question=raw["question"],
-                kind=kind,
-                answerable=raw["answerable"],
-                gold_sections=tuple(_strings(s, "each gold section", where) for s in gold),
-                answer_key=tuple(_strings(g, "each answer-key group", where) for g in key),
+                kind=str(raw.get("kind") or ("answerable" if answerable else "unanswerable")),
+                answerable=answerable,
+                gold_sections=_breadcrumbs(raw.get("gold_sections"), where),
+                answer_key=_groups(raw.get("answer_key"), where),
                 notes=str(raw.get("notes") or ""),
             )
         )
@@ -142,14 +166,24 @@ class InProcessAsker:
 class HttpAsker:
     """A running server, through ``POST /ask`` and ``GET /passages/{id}``."""
 
-    def __init__(self, url: str, *, top_k: int = 5, mode: str = "hybrid", timeout: float = 60.0, wait: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        top_k: int = 5,
+        mode: str = "hybrid",
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        wait: float = 60.0,
+    ):
         import httpx
 
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise ServerError(f"--url must start with http:// or https:// (got {url!r})")
         self.top_k, self.mode = top_k, mode
-        self.client = httpx.Client(base_url=self.url, timeout=timeout)
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.client = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         self.target = f"server {self.url}"
         self._wait_ready(wait)
 
@@ -175,10 +209,18 @@ class HttpAsker:
     def ask(self, question: str) -> dict:
         import httpx
 
-        try:
-            response = self.client.post("/ask", json={"question": question, "top_k": self.top_k, "mode": self.mode})
-        except httpx.HTTPError as exc:
-            raise ServerError(f"{self.url}/ask failed ({exc.__class__.__name__}: {exc}); is the server still running?") from None
+        body = {"question": question, "top_k": self.top_k, "mode": self.mode}
+        for attempt in range(6):
+            try:
+                response = self.client.post("/ask", json=body)
+            except httpx.HTTPError as exc:
+                raise ServerError(f"{self.url}/ask failed ({exc.__class__.__name__}: {exc}); is the server still running?") from None
+            if response.status_code != 429 or attempt == 5:
+                break
+            # Rate limited: wait as told (the wait is not part of any latency, which is measured per call).
+            time.sleep(min(float(response.headers.get("Retry-After") or 1), 60.0))
+        if response.status_code == 401:
+            raise ServerError(f"{self.url} needs an API key for /ask; pass --api-key (or set RAG_EVAL_API_KEY)")
         if response.status_code != 200:
             try:
                 detail = response.json().get("detail")

@@ -46,6 +46,21 @@ def test_question_set_errors(tmp_path, line, message):
         load_question_set(path)
 
 
+def test_lenient_shapes_of_sections_and_keys(tmp_path):
+    rows = [
+        {"id": "a", "question": "q?", "answerable": True, "gold_sections": ["Space Diplomacy", "History"], "answer_key": ["1957", "Sputnik"]},
+        {"id": "b", "question": "q?", "answerable": True, "gold_sections": ["Space Diplomacy > History", "Space Diplomacy"]},
+        {"id": "c", "question": "q?", "kind": "off-topic"},
+        {"id": "d", "question": "q?", "kind": "factoid"},
+    ]
+    a, b, c, d = load_question_set(write_questions(tmp_path / "q.jsonl", rows))
+    assert a.gold_sections == (("Space Diplomacy", "History"),) and a.answer_key == (("1957",), ("Sputnik",))
+    assert b.gold_sections == (("Space Diplomacy", "History"), ("Space Diplomacy",))
+    assert not c.answerable and d.answerable
+    with pytest.raises(EvalDataError, match='"answerable" is missing'):
+        load_question_set(write_questions(tmp_path / "bad.jsonl", [{"id": "x", "question": "q?"}]))
+
+
 def test_duplicate_ids_are_refused(tmp_path):
     row = {"id": "same", "question": "q?", "answerable": False}
     with pytest.raises(EvalDataError, match="used twice"):

@@ -122,8 +122,8 @@ def articles(draw, slug: str) -> str:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_invariants_hold_on_generated_corpora(data):
-    texts = data.draw(st.lists(st.sampled_from(["a1", "b2", "c3"]), min_size=1, max_size=3, unique=True), label="slugs")
-    parsed = [parse_markdown(data.draw(articles(slug), label=slug), fallback_slug=slug) for slug in texts]
+    slugs = data.draw(st.lists(st.sampled_from(["a1", "b2", "c3"]), min_size=1, max_size=3, unique=True), label="slugs")
+    parsed = [parse_markdown(data.draw(articles(slug), label=slug), fallback_slug=slug) for slug in slugs]
     encoder = HashingEncoder()
     with tempfile.TemporaryDirectory() as tmp:
         build_index(parsed, Path(tmp) / "index", encoder)

@@ -8,7 +8,9 @@ no ``Access-Control-Allow-Origin`` and refuses to hand the response to the page,
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 
 from rag.settings import Settings
 
@@ -18,10 +20,26 @@ ALLOWED_HEADERS = ["Content-Type", "Accept", "Authorization", "X-API-Key", "X-Re
 EXPOSED_HEADERS = ["X-Request-ID", "Retry-After"]
 
 
+class JSONRefusalCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered in the API's JSON error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        reason = response.body.decode("utf-8", "replace").strip().lower() or "disallowed cors request"
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return JSONResponse(
+            {"detail": f"{reason}: a page on this origin may not call the API; the operator allows origins with RAG_CORS_ORIGINS"},
+            status_code=response.status_code,
+            headers=headers,
+        )
+
+
 def add_cors(app: FastAPI, settings: Settings) -> None:
     """Install CORS outermost, so refusals from inner layers (401, 413, 429) also reach the widget readably."""
     app.add_middleware(
-        CORSMiddleware,
+        JSONRefusalCORSMiddleware,
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "POST"],
         allow_headers=ALLOWED_HEADERS,

@@ -87,7 +87,9 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
+            # Route templates keep the label set small; FastAPI's own pages (/docs, /openapi.json)
+            # carry no route in the scope, so a path that was served is its own label.
+            label = getattr(route, "path", None) or (path if sent["status"] and sent["status"] != 404 else "unmatched")
             method = scope.get("method", "")
             status = sent["status"] or 500
             self.state.metrics.requests.labels(route=label, method=method, status=str(status)).inc()

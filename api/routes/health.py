@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, HTTPException
 
 from api.deps import StateDep
 from api.schemas import EDGE_ERRORS, Health, Ready
@@ -25,7 +24,7 @@ async def health() -> Health:
 async def ready(state: StateDep):
     service = state.service
     if service is None:
-        return JSONResponse({"detail": "the index is not loaded yet"}, status_code=503)
+        raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
     index = service.index
     return Ready(
         build_id=index.build_id,

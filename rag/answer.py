@@ -156,6 +156,20 @@ def contextual_query(question: str, history: Sequence[str]) -> str:
     return question
 
 
+def _term_hits(table, rows: list[int], term_ids: np.ndarray) -> np.ndarray:
+    """``hits[n, j]``: whether stored row ``rows[n]`` of ``table`` (a rag.index.TermTable) holds term id ``term_ids[j]``."""
+    hits = np.zeros((len(rows), len(term_ids)), dtype=bool)
+    if not len(rows) or not len(term_ids):
+        return hits
+    pieces = [table.row(r) for r in rows]
+    ids = np.concatenate(pieces)
+    owner = np.repeat(np.arange(len(rows)), [len(p) for p in pieces])
+    for j, term in enumerate(term_ids):
+        if term >= 0:
+            hits[owner[ids == term], j] = True
+    return hits
+
+
 def _fold_word(word: str) -> str:
     return fold(word.strip("'’"))
 
@@ -229,53 +243,77 @@ class AnswerService:
     # ------------------------------------------------------------------ composition
 
     def _candidates(self, query: str, qvec: np.ndarray | None, results: list[SearchResult]) -> tuple[list[_Candidate], float]:
-        """Scored answer units of the retrieved passages, and the support for answering at all."""
+        """Scored answer units of the retrieved passages, and the support for answering at all.
+
+        Vectorised over all candidate units: the work per question is a handful of numpy
+        operations on vectors and term ids stored at index time, not a Python loop over text.
+        """
         cfg = self.config
         index = self.index
         terms = list(dict.fromkeys(analyze(query)))
         weights = index.lexical.idf(terms) if terms else np.zeros(0)
         total = float(weights.sum()) or 1.0
 
-        def coverage(present: set[str]) -> float:
-            return float(sum(w for t, w in zip(terms, weights) if t in present) / total) if terms else 0.0
-
         pending: list[tuple[int, int, int]] = []
+        units: list[int] = []  # rows of index.sentence_spans, when the index stores them
         vectors: list[np.ndarray | None] = []
         rows = [index.row_of[r.chunk.id] for r in results]
         for i, row in enumerate(rows):
             spans, vecs = index.sentences_of(row)
+            first = int(index.sentence_first[row]) if index.sentence_first is not None else 0
             for j, (s, e) in enumerate(spans):
                 pending.append((i, int(s), int(e)))
-                vectors.append(None if vecs is None else np.asarray(vecs[j], dtype=np.float32))
+                units.append(first + j)
+                vectors.append(None if vecs is None else vecs[j])
         if not pending:
             return [], 0.0
-        if qvec is not None and any(v is None for v in vectors):
-            # an index built without sentence vectors: embed the candidates now
-            vectors = list(self.retriever.encoder.embed_batch([results[i].chunk.text[s:e] for i, s, e in pending]))
-        passage_vectors = index.vectors.vectors(np.array(rows, dtype=np.int64)) if qvec is not None else None
-        headings = [set(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else set() for r in results]
-        passage_cover = [coverage(set(analyze(r.chunk.text + " " + " ".join(r.chunk.section)))) for r in results]
+        owner = np.fromiter((i for i, _, _ in pending), dtype=np.int64, count=len(pending))
 
-        out: list[_Candidate] = []
-        best_cosine = 0.0
-        for (i, s, e), vec in zip(pending, vectors):
-            cover = coverage(set(analyze(results[i].chunk.text[s:e])) | headings[i])
-            if qvec is None:
-                out.append(_Candidate(i, s, e, cover, 0.0, cover, None))
-                continue
-            cosine = float(vec @ qvec)
-            best_cosine = max(best_cosine, cosine)
-            # A sentence read alone loses its subject ("This development ... NASA"); mixing in
-            # its passage's vector lets the passage's context speak for it.
-            mixed = vec + cfg.context_weight * passage_vectors[i]
-            contextual = float(mixed @ qvec / (np.linalg.norm(mixed) or 1.0))
-            score = cfg.dense_weight * contextual + cfg.lexical_weight * cover
-            out.append(_Candidate(i, s, e, score, cosine, cover, vec))
+        # Which question terms each unit and each passage contains (a unit also "contains" its heading).
+        headings = [set(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else set() for r in results]
+        heading_hits = np.array([[t in h for t in terms] for h in headings], dtype=bool).reshape(len(results), len(terms))
+        if index.sentence_terms is not None and index.chunk_terms is not None:
+            vocabulary = index.lexical.vocabulary()
+            term_ids = np.array([vocabulary.get(t, -1) for t in terms], dtype=np.int64)
+            unit_hits = _term_hits(index.sentence_terms, units, term_ids)
+            passage_hits = _term_hits(index.chunk_terms, rows, term_ids)
+        else:  # an index built before term ids were stored: analyse the text now
+            unit_hits = np.array(
+                [[t in present for t in terms] for present in (set(analyze(results[i].chunk.text[s:e])) for i, s, e in pending)],
+                dtype=bool,
+            ).reshape(len(pending), len(terms))
+            passage_hits = np.array(
+                [[t in present for t in terms] for present in (set(analyze(r.chunk.text + " " + " ".join(r.chunk.section))) for r in results)],
+                dtype=bool,
+            ).reshape(len(results), len(terms))
+        covers = ((unit_hits | heading_hits[owner]) @ weights) / total if terms else np.zeros(len(pending))
+        passage_cover = (passage_hits @ weights) / total if terms else np.zeros(len(results))
+
         if qvec is None:
-            support = max(passage_cover, default=0.0)
+            out = [_Candidate(i, s, e, float(c), 0.0, float(c), None) for (i, s, e), c in zip(pending, covers)]
+            return out, float(max(passage_cover, default=0.0))
+
+        if any(v is None for v in vectors):
+            # an index built without sentence vectors: embed the candidates now
+            unit_vectors = np.asarray(self.retriever.encoder.embed_batch([results[i].chunk.text[s:e] for i, s, e in pending]), dtype=np.float32)
         else:
-            best_passage = float(max(passage_vectors @ qvec, default=0.0))
-            support = 0.5 * best_cosine + 0.2 * best_passage + 0.3 * max(passage_cover, default=0.0)
+            unit_vectors = np.asarray(np.stack(vectors), dtype=np.float32)
+        qvec = np.asarray(qvec, dtype=np.float32)
+        passage_vectors = index.vectors.vectors(np.array(rows, dtype=np.int64))
+        cosines = unit_vectors @ qvec
+        # A sentence read alone loses its subject ("This development ... NASA"); mixing in
+        # its passage's vector lets the passage's context speak for it.
+        mixed = unit_vectors + cfg.context_weight * passage_vectors[owner]
+        norms = np.linalg.norm(mixed, axis=1)
+        contextual = (mixed @ qvec) / np.where(norms == 0, 1.0, norms)
+        scores = cfg.dense_weight * contextual + cfg.lexical_weight * covers
+        out = [
+            _Candidate(i, s, e, float(score), float(cos), float(cover), unit_vectors[n])
+            for n, ((i, s, e), score, cos, cover) in enumerate(zip(pending, scores, cosines, covers))
+        ]
+        best_cosine = max(0.0, float(cosines.max()))
+        best_passage = float(max(passage_vectors @ qvec, default=0.0))
+        support = 0.5 * best_cosine + 0.2 * best_passage + 0.3 * float(max(passage_cover, default=0.0))
         return out, support
 
     def known_share(self, question: str) -> float:

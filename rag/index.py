@@ -41,7 +41,7 @@ from rag import __version__
 from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError, RagError
 from rag.faults import checkpoint
-from rag.lexical import BM25Params, LexicalIndex
+from rag.lexical import BM25Params, LexicalIndex, analyze
 from rag.sentences import answer_units
 from rag.tokens import ENCODING_NAME
 
@@ -56,6 +56,55 @@ BM25_DIR = "bm25"
 # rag.sentences.answer_units) and their vectors, so answers cost dot products, not model calls.
 SENTENCE_SPANS = "sentence_spans.npy"  # int32 rows of (chunk row, start, end), offsets into the chunk text
 SENTENCE_VECTORS = "sentence_vectors.npy"  # float32, one unit vector per span
+
+# ---- performance: analysed terms stored with the chunks and answer units ----
+# Composing an answer weighs every candidate unit by the question terms it contains. Storing each
+# unit's and chunk's BM25 term ids at build time turns that into lookups instead of analysing
+# (folding, tokenising, stemming) the text of every retrieved passage for every question.
+SENTENCE_TERMS = "sentence_terms.npy"  # int32 BM25 term ids of each answer unit, concatenated
+SENTENCE_TERM_OFFSETS = "sentence_term_offsets.npy"  # int64, units + 1: unit i's ids are [off[i], off[i + 1])
+CHUNK_TERMS = "chunk_terms.npy"  # the same for whole chunks (breadcrumb included, as BM25 sees them)
+CHUNK_TERM_OFFSETS = "chunk_term_offsets.npy"
+
+
+@dataclass(frozen=True)
+class TermTable:
+    """Ragged rows of sorted, distinct BM25 term ids: row i is ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    ids: np.ndarray  # int32
+    offsets: np.ndarray  # int64, rows + 1
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, i: int) -> np.ndarray:
+        return self.ids[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+    @classmethod
+    def of(cls, term_lists, vocabulary: dict[str, int]) -> TermTable:
+        """Vocabulary ids of each list of analysed terms; a term outside the vocabulary cannot match a query term."""
+        ids: list[int] = []
+        offsets = [0]
+        for terms in term_lists:
+            ids.extend(sorted({vocabulary[t] for t in terms if t in vocabulary}))
+            offsets.append(len(ids))
+        return cls(np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64))
+
+
+def _load_terms(build_dir: Path, manifest: dict, names: tuple[str, str], rows: int, mmap: bool) -> TermTable | None:
+    """A stored term table, or None for an index built before they were stored."""
+    if names[0] not in manifest.get("files", {}):
+        return None
+    try:
+        ids, offsets = (np.load(build_dir / name, mmap_mode="r" if mmap else None, allow_pickle=False) for name in names)
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"{names[0]}: unreadable term data ({exc.__class__.__name__}); rebuild the index") from None
+    if offsets.ndim != 1 or len(offsets) != rows + 1 or (rows and int(offsets[-1]) != len(ids)):
+        raise IndexFormatError(f"{names[1]}: does not match the index's {rows} rows; rebuild the index")
+    return TermTable(ids, offsets)
+
+
+# ---- end performance ----
 
 
 def lexical_text(chunk: Chunk) -> str:
@@ -257,8 +306,15 @@ def build_index(
         store = VectorStore.build(vectors, params)
         timings["vectors"] = time.perf_counter() - t
         t = time.perf_counter()
-        lexical = LexicalIndex.build([lexical_text(c) for c in chunks], bm25)
+        analysed = [analyze(lexical_text(c), bm25) for c in chunks]
+        lexical = LexicalIndex.from_terms(analysed, bm25)
         timings["bm25"] = time.perf_counter() - t
+        if with_sentences:
+            t = time.perf_counter()
+            vocabulary = lexical.vocabulary()
+            chunk_terms = TermTable.of(analysed, vocabulary)
+            sentence_terms = TermTable.of((analyze(chunks[r].text[s:e], bm25) for r, s, e in spans), vocabulary)
+            timings["terms"] = time.perf_counter() - t
 
         build_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         root = builds_dir(index_dir)
@@ -276,6 +332,10 @@ def build_index(
         if with_sentences:
             np.save(tmp / SENTENCE_SPANS, spans)
             np.save(tmp / SENTENCE_VECTORS, np.ascontiguousarray(sentence_vectors, dtype=np.float32))
+            np.save(tmp / SENTENCE_TERMS, sentence_terms.ids)
+            np.save(tmp / SENTENCE_TERM_OFFSETS, sentence_terms.offsets)
+            np.save(tmp / CHUNK_TERMS, chunk_terms.ids)
+            np.save(tmp / CHUNK_TERM_OFFSETS, chunk_terms.offsets)
         checkpoint("files-written")
         files = {
             str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
@@ -383,6 +443,8 @@ class Index:
     sentence_vectors: np.ndarray | None = None  # (n, dim) float32
     row_of: dict[str, int] = field(default_factory=dict)
     sentence_first: np.ndarray | None = None  # sentence_spans rows of chunk r are [first[r], first[r+1])
+    sentence_terms: TermTable | None = None  # BM25 term ids of each sentence_spans row
+    chunk_terms: TermTable | None = None  # BM25 term ids of each chunk
 
     def __post_init__(self) -> None:
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
@@ -522,6 +584,10 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
             raise IndexFormatError(f"{SENTENCE_SPANS}: unreadable sentence data ({exc.__class__.__name__}); rebuild the index") from None
         if sentence_spans.ndim != 2 or sentence_spans.shape[1] != 3 or len(sentence_spans) != len(sentence_vectors):
             raise IndexFormatError(f"{SENTENCE_VECTORS}: does not match {SENTENCE_SPANS}; rebuild the index")
+    sentence_terms = chunk_terms = None
+    if sentence_spans is not None:
+        sentence_terms = _load_terms(build_dir, manifest, (SENTENCE_TERMS, SENTENCE_TERM_OFFSETS), len(sentence_spans), mmap)
+        chunk_terms = _load_terms(build_dir, manifest, (CHUNK_TERMS, CHUNK_TERM_OFFSETS), len(chunks), mmap)
     expected = manifest.get("counts", {}).get("chunks")
     if not (len(chunks) == len(vectors) == lexical.n_docs == expected):
         raise IndexFormatError(
@@ -539,6 +605,8 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
         lexical=lexical,
         sentence_spans=sentence_spans,
         sentence_vectors=sentence_vectors,
+        sentence_terms=sentence_terms,
+        chunk_terms=chunk_terms,
     )
 
 

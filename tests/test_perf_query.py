@@ -1,0 +1,134 @@
+"""The cheap query path: stored term ids give the same answers as analysing text per question;
+large indexes get HNSW with its parameters recorded; servers map the index instead of reading it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import unicodedata
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corpus import DEFAULT_CORPUS_DIR, load_corpus
+from rag.answer import AnswerService
+from rag.index import build_index, load_index
+from rag.lexical import analyze, fold
+from rag.retrieve import Retriever
+
+from conftest import SMALL_CORPUS, build_fake_index, write_files
+
+QUESTIONS = [
+    "What do aardvarks eat?",
+    "Where do aardvarks live and what do they dig?",
+    "When did pneumatic tyres arrive?",
+    "How long is the Tour de France?",
+    "What makes a cathedral Gothic?",
+    "Which treaty governs outer space?",
+    "What is space diplomacy?",
+    "Who took part in the Apollo-Soyuz mission?",
+    "How do I bake sourdough bread?",
+    "termites tongue night",
+]
+
+
+@pytest.fixture(scope="module")
+def fake_index_dir(tmp_path_factory):
+    from embeddings import HashingEncoder
+
+    root = tmp_path_factory.mktemp("perf-query")
+    corpus = write_files(root / "corpus", SMALL_CORPUS)
+    articles = load_corpus(corpus) + load_corpus(DEFAULT_CORPUS_DIR)
+    build_index(articles, root / "index", HashingEncoder())
+    return root / "index"
+
+
+def test_stored_terms_match_analysis_of_the_text(fake_index_dir, fake_encoder):
+    index = load_index(fake_index_dir, fake_encoder)
+    assert index.sentence_terms is not None and index.chunk_terms is not None
+    words = {i: t for t, i in index.lexical.vocabulary().items()}
+    for unit, (row, start, end) in enumerate(index.sentence_spans):
+        stored = {words[int(i)] for i in index.sentence_terms.row(unit)}
+        assert stored == set(analyze(index.chunks[row].text[start:end]))
+    for row, chunk in enumerate(index.chunks):
+        stored = {words[int(i)] for i in index.chunk_terms.row(row)}
+        assert stored == set(analyze(chunk.text + " " + " ".join(chunk.section)))
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_answers_from_stored_terms_equal_answers_from_analysis(fake_index_dir, fake_encoder, mode):
+    index = load_index(fake_index_dir, fake_encoder)
+    # The same index without its term tables takes the path that analyses text per question.
+    legacy = dataclasses.replace(index, sentence_terms=None, chunk_terms=None)
+    fast, slow = AnswerService(Retriever(index, fake_encoder)), AnswerService(Retriever(legacy, fake_encoder))
+    answered = 0
+    for question in QUESTIONS:
+        a, b = fast.ask(question, mode=mode), slow.ask(question, mode=mode)
+        assert (a.answer, a.abstained, a.support) == (b.answer, b.abstained, b.support)
+        assert a.citations == b.citations
+        answered += not a.abstained
+    assert answered >= 3  # the comparison covered real answers, not only abstentions
+
+
+def test_an_index_without_sentence_data_gives_the_same_answers(tmp_path, small_articles, fake_encoder):
+    build_index(small_articles, tmp_path / "bare", fake_encoder, with_sentences=False)
+    build_index(small_articles, tmp_path / "full", fake_encoder)
+    bare, full = (load_index(tmp_path / name, fake_encoder) for name in ("bare", "full"))
+    assert bare.sentence_terms is None and bare.sentence_spans is None and full.sentence_terms is not None
+    answered = 0
+    for question in QUESTIONS:
+        a = AnswerService(Retriever(bare, fake_encoder)).ask(question)
+        b = AnswerService(Retriever(full, fake_encoder)).ask(question)
+        assert (a.answer, a.support, a.citations) == (b.answer, b.support, b.citations)
+        answered += not a.abstained
+    assert answered >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FFFF), max_size=40))
+def test_fold_equals_the_plain_definition(text):
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    assert fold(text) == "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def test_accents_still_fold():
+    assert fold("Türkiye ÉCOLE naïve") == "turkiye ecole naive"
+
+
+# ------------------------------------------------------------------------------------------ scale
+
+
+def test_hnsw_above_the_threshold_with_parameters_in_the_manifest(tmp_path, small_articles, fake_encoder):
+    from embeddings.vectorstore import VectorStoreParams
+
+    params = VectorStoreParams(hnsw_m=16, ef_construction=64, ef_search=48)
+    small = build_index(small_articles, tmp_path / "a", fake_encoder, hnsw_threshold=10_000, vector_params=params)
+    large = build_index(small_articles, tmp_path / "b", fake_encoder, hnsw_threshold=3, vector_params=params)
+    assert (small.vector_index, large.vector_index) == ("flat", "hnsw")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["vectors"] == {"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64, "ef_search": 48}
+    loaded = load_index(tmp_path / "b", fake_encoder, mmap=True)
+    assert loaded.vectors.index.hnsw.efSearch == 48
+    exact = Retriever(load_index(tmp_path / "a", fake_encoder), fake_encoder)
+    approx = Retriever(loaded, fake_encoder)
+    for query in ("termites", "gothic cathedral windows", "bicycle race"):
+        assert [r.chunk.id for r in approx.search(query, k=3, mode="dense")] == [
+            r.chunk.id for r in exact.search(query, k=3, mode="dense")
+        ]
+
+
+def test_the_server_maps_the_index_files(tmp_path, small_corpus):
+    from api.app import create_app
+    from rag.settings import load_settings
+
+    build_fake_index(tmp_path, small_corpus)
+    settings = load_settings(encoder="hashing", index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", rate_limit="")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        index = app.state.ctx.service.index
+        assert isinstance(index.sentence_vectors, np.memmap) and isinstance(index.sentence_terms.ids, np.memmap)
+        body = client.post("/ask", json={"question": "How many termites can an aardvark eat in a night?"}).json()
+        assert not body["abstained"] and "termites" in body["answer"]

@@ -74,15 +74,15 @@ class MiniLMEncoder(Encoder):
 
     def _load(self):
         _offline()
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         # Explicit thread counts for both runtimes: their defaults differ and oversubscribe small machines.
-        torch.set_num_threads(self.threads)
         if self.backend != "torch":
             from embeddings.onnx import load_onnx_model
 
             return load_onnx_model(self.cache_dir, self.backend, self.threads, self.max_input_tokens)
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self.threads)
         model = SentenceTransformer(str(model_path()), device="cpu")
         model.max_seq_length = self.max_input_tokens
         return model
@@ -95,12 +95,24 @@ class MiniLMEncoder(Encoder):
                     self._loaded = self._load()
         return self._loaded
 
+    @property
+    def cache_key(self) -> str:
+        # int8 vectors depend on the quantisation recipe and the instruction set it was chosen
+        # for; cached vectors of an older recipe must not mix with new ones.
+        if self.backend == "onnx-int8":
+            from embeddings.onnx import EXPORT_VERSION, quant_recipe
+
+            return f"{self.name}|{self.backend}-{quant_recipe().isa}-v{EXPORT_VERSION}|{self.dim}"
+        return super().cache_key
+
     def warm_up(self) -> None:
         self.model  # noqa: B018 - loads the weights once
         self._tokenizer  # noqa: B018
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         model = self.model
+        if self.backend != "torch":  # the ONNX model bounds its own parallel runs (embeddings/onnx.py)
+            return normalise(model.encode(list(texts)))
         with self._lock:  # one forward pass at a time: the cores are already busy inside it
             vectors = model.encode(
                 list(texts),

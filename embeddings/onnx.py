@@ -23,12 +23,16 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from rag.errors import ConfigError, RagError
 
@@ -36,7 +40,7 @@ from rag.errors import ConfigError, RagError
 #: Numeric backends of the bundled model.
 BACKENDS = ("torch", "onnx", "onnx-int8")
 #: Bumped when the export recipe changes, so old exports are redone rather than trusted.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 EXPORT_META = "export.json"
 FP32_FILE = "onnx/model_O2.onnx"
 
@@ -71,14 +75,17 @@ class QuantRecipe:
     Weights are signed int8 per output channel, activations unsigned int8 quantised per call
     (dynamic: no calibration data). Without VNNI, x86's u8 x s8 multiply (VPMADDUBSW) adds
     pairs into int16 and can saturate, so weights keep 7 bits (``reduce_range``); VNNI
-    accumulates in int32 and can use all 8. Only products with a weight matrix are quantised:
-    attention's activation x activation products stay fp32, which keeps vectors closest to
-    the fp32 model (measured in BENCHMARKS.md).
+    accumulates in int32 and can use all 8. Only products with a weight matrix are quantised
+    (attention's activation x activation products stay fp32), and not the feed-forward output
+    projections: their input is GELU output, whose outliers one int8 scale per run cannot hold.
+    Keeping those six fp32 halves the distance to the fp32 vectors at almost no cost in speed
+    (measured in BENCHMARKS.md).
     """
 
     isa: str
     reduce_range: bool
     op_types: tuple[str, ...] = ("MatMul", "Attention")
+    keep_after_gelu: bool = True
 
     @property
     def file_name(self) -> str:
@@ -134,7 +141,10 @@ def read_export(folder: Path, recipe: QuantRecipe) -> dict | None:
         return None
     if not isinstance(meta, dict) or meta.get("export_version") != EXPORT_VERSION:
         return None
-    if meta.get("int8_file") != recipe.file_name or meta.get("quantization", {}).get("reduce_range") != recipe.reduce_range:
+    quantization = meta.get("quantization", {})
+    if meta.get("int8_file") != recipe.file_name or quantization.get("reduce_range") != recipe.reduce_range:
+        return None
+    if quantization.get("fp32_after_gelu", False) != recipe.keep_after_gelu:
         return None
     files = meta.get("files")
     if not isinstance(files, dict) or FP32_FILE not in files or recipe.file_name not in files:
@@ -176,6 +186,13 @@ def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
     # fp32 arithmetic, about 1.5x faster than the traced graph here.
     export_optimized_onnx_model(model, "O2", str(tmp))
     del model
+    graph = onnx.load(str(tmp / FP32_FILE), load_external_data=False).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    keep = [
+        node.name
+        for node in graph.node
+        if recipe.keep_after_gelu and node.op_type == "MatMul" and any("Gelu" in producer.get(i, "") for i in node.input)
+    ]
     # sentence-transformers' own quantiser (optimum's ORTQuantizer) cannot type the fused graph and
     # offers only u8 x u8 weights for AVX2, the slower kernel here; ONNX Runtime's quantize_dynamic
     # does both, with options it does not expose (see QuantRecipe).
@@ -186,6 +203,7 @@ def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
         per_channel=True,
         reduce_range=recipe.reduce_range,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep,
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True},
     )
     # The unfused trace is not used at run time; it would only double the folder's size.
@@ -250,6 +268,7 @@ def ensure_export(
                     "activations": "uint8 asymmetric per tensor",
                     "reduce_range": recipe.reduce_range,
                     "op_types": list(recipe.op_types),
+                    "fp32_after_gelu": recipe.keep_after_gelu,
                 },
                 "versions": _versions(),
                 "files": files,
@@ -293,18 +312,70 @@ def session_options(threads: int):
     return options
 
 
-def load_onnx_model(cache_dir: str | Path, backend: str, threads: int, max_seq_length: int):
-    """A SentenceTransformer running the exported ONNX graph (fp32 or int8) on the CPU."""
-    from sentence_transformers import SentenceTransformer
+class OnnxModel:
+    """The exported graph run by ONNX Runtime directly: tokenise, run, mean-pool, normalise.
+
+    It does what sentence-transformers does for this model (strip, tokenise to at most 256
+    word pieces, average the token vectors, L2-normalise) without importing PyTorch or
+    sentence-transformers, which would add about 400 MB and seconds of start-up to every
+    process that only answers questions.
+
+    Texts run one at a time, ``threads`` of them in parallel, each run single-threaded. Measured
+    here (BENCHMARKS.md): with no padding at all this is faster than padded batches, parallel
+    runs use two cores better than intra-op threads do, and an int8 vector no longer depends on
+    the other texts of its batch (dynamic quantisation scales activations per run, padding included).
+    """
+
+    def __init__(self, session, tokenizer, threads: int):
+        self.session = session
+        self.tokenizer = tokenizer
+        self.threads = max(1, threads)
+        self._inputs = {i.name for i in session.get_inputs()}
+        self._slots = threading.BoundedSemaphore(self.threads)  # concurrent runs, from any caller
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _run(self, ids: list[int]) -> np.ndarray:
+        tokens = np.asarray(ids, dtype=np.int64)[None, :]
+        feed = {"input_ids": tokens, "attention_mask": np.ones_like(tokens), "token_type_ids": np.zeros_like(tokens)}
+        with self._slots:
+            (hidden,) = self.session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in self._inputs})
+        return hidden[0].mean(axis=0)  # every position is a real token: the masked mean is the plain mean
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="onnx-encode")
+            return self._pool
+
+    def encode(self, texts: list[str], **_ignored) -> np.ndarray:
+        """Unit vectors of ``texts`` (keyword arguments of sentence-transformers' encode are accepted and ignored)."""
+        encodings = self.tokenizer.encode_batch([str(t).strip() for t in texts])
+        ids = [e.ids for e in encodings]
+        if len(ids) <= 1 or self.threads == 1:
+            vectors = [self._run(x) for x in ids]
+        else:
+            # Longest first, so that the last runs to finish are short ones and both cores stay busy.
+            order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+            done = dict(zip(order, self._executor().map(self._run, (ids[i] for i in order))))
+            vectors = [done[i] for i in range(len(ids))]
+        out = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+def load_onnx_model(cache_dir: str | Path, backend: str, threads: int, max_seq_length: int) -> OnnxModel:
+    """The exported model (fp32 or int8) in an ONNX Runtime session, run on up to ``threads`` cores."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
 
     recipe = quant_recipe()
     folder = ensure_export(cache_dir, recipe=recipe)
     file_name = recipe.file_name if backend == "onnx-int8" else FP32_FILE
-    model = SentenceTransformer(
-        str(folder),
-        backend="onnx",
-        device="cpu",
-        model_kwargs={"file_name": file_name, "provider": "CPUExecutionProvider", "session_options": session_options(threads)},
-    )
-    model.max_seq_length = max_seq_length
-    return model
+    # One intra-op thread per run; OnnxModel runs up to ``threads`` texts at once instead.
+    session = ort.InferenceSession(str(folder / file_name), session_options(1), providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    # The saved tokenizer pads every text to 128 pieces; the model reads up to 256 and runs need no padding.
+    tokenizer.enable_truncation(max_length=max_seq_length)
+    tokenizer.no_padding()
+    return OnnxModel(session, tokenizer, threads)

@@ -96,6 +96,20 @@ def _outcomes(data: dict) -> dict[str, dict]:
     return {q: {"id": q, **v} for q, v in data["per_query"].items()}
 
 
+def paired_bootstrap(deltas: Sequence[float], *, samples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean of per-query deltas, by resampling queries (fixed seed: reproducible).
+
+    An interval that excludes zero says the change is unlikely to be noise on this query set.
+    """
+    import numpy as np
+
+    values = np.asarray(deltas, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def compare(a: dict, b: dict, *, measure: str = "nDCG@10", limit: int = 20) -> str:
     """Metric deltas from ``a`` to ``b`` and the questions whose outcome changed."""
     if a["kind"] != b["kind"]:
@@ -128,6 +142,9 @@ def compare(a: dict, b: dict, *, measure: str = "nDCG@10", limit: int = 20) -> s
         won = [(d, q) for d, q in reversed(deltas) if d > 0]
         lost = [(d, q) for d, q in deltas if d < 0]
         out.append(f"{measure}: {len(won)} queries better, {len(lost)} worse, {len(common) - len(won) - len(lost)} unchanged")
+        if common:
+            lo, hi = paired_bootstrap([d for d, _ in deltas])
+            out.append(f"mean per-query delta {sum(d for d, _ in deltas) / len(deltas):+.4f}, 95% bootstrap interval [{lo:+.4f}, {hi:+.4f}]")
         out.append(f"most improved (up to {limit}):")
         out += [f"  + {q}  {qa[q][measure]:.4f} -> {qb[q][measure]:.4f}" for _, q in won[:limit]]
         out.append(f"most worsened (up to {limit}):")

@@ -97,7 +97,7 @@ def fuse(v: Variant, lists: QueryLists, doc_of: list[str], qid: str, pool: int, 
 def default_variants() -> list[Variant]:
     out = [Variant("dense", "dense"), Variant("bm25", "bm25")]
     out += [Variant(f"rrf k={k}", "rrf", rrf_k=k) for k in (5, 10, 20, 30, 60, 100)]
-    out += [Variant(f"convex a={a}", "convex", alpha=a) for a in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    out += [Variant(f"convex a={a}", "convex", alpha=a) for a in (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7)]
     out += [Variant(f"rrf k=60 w={w}", "rrf", weights=(w, 1.0)) for w in (0.7, 1.5)]
     out += [Variant("rrf k=60 doc-level", "rrf", doc_level=True), Variant("convex a=0.5 doc-level", "convex", doc_level=True)]
     return out
@@ -165,7 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.bm25_variants:
         for name in bm25_indexes:
             if name != "default":
-                variants += [Variant(f"bm25 {name}", "bm25", bm25=name), Variant(f"rrf k=60 / {name}", "rrf", bm25=name)]
+                variants += [
+                    Variant(f"bm25 {name}", "bm25", bm25=name),
+                    Variant(f"rrf k=60 / {name}", "rrf", bm25=name),
+                    Variant(f"convex a=0.5 / {name}", "convex", bm25=name),
+                ]
     header = f"{'variant':<34} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'MAP@100':>8}"
     print(f"{dataset.name} [{args.split}] {len(qids)} queries, {report.chunks} chunks, pool {pool}, depth {args.depth}")
     print(header)

@@ -176,5 +176,15 @@ def test_compare_beir_per_query_deltas():
     b = {"kind": "beir", "summary": {"nDCG@10": 0.6}, "per_query": {"x": {"nDCG@10": 0.9}, "y": {"nDCG@10": 0.3}}}
     text = compare(a, b)
     assert "+0.1000" in text
-    assert "1 queries better, 1 worse" in text
+    assert "1 queries better, 1 worse" in text and "bootstrap interval" in text
     assert "+ x  0.2000 -> 0.9000" in text and "- y  0.8000 -> 0.3000" in text
+
+
+def test_paired_bootstrap_interval():
+    from eval.report import paired_bootstrap
+
+    lo, hi = paired_bootstrap([0.1, 0.2, 0.0, 0.1] * 20)
+    assert 0 < lo <= 0.1 <= hi
+    lo, hi = paired_bootstrap([1.0, -1.0] * 40)
+    assert lo < 0 < hi
+    assert paired_bootstrap([0.3, -0.1, 0.2]) == paired_bootstrap([0.3, -0.1, 0.2])  # seeded

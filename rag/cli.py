@@ -98,7 +98,9 @@ def search(
     settings = _settings(index_dir=index_dir)
     encoder = None if mode == "bm25" else make_encoder(settings)
     idx = open_index(settings, encoder)
-    retriever = Retriever(idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates)
+    retriever = Retriever(
+        idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
+    )
     filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
     results = retriever.search(query, k=k, mode=mode, filters=filters)
     if as_json:

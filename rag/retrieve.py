@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused by reciprocal rank."""
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused by normalised scores or reciprocal rank."""
 
 from __future__ import annotations
 

@@ -111,9 +111,16 @@ def clean_inline(raw: str) -> _Inline:
     return _Inline(text=text, links=links, images=images)
 
 
+_NEEDS_COLLAPSE_RE = re.compile(r"[\t\u00a0]|  |^ | $")
+
+
 def _collapse(inline: _Inline) -> _Inline:
     """Collapse runs of spaces left behind by removed markup, keeping link offsets right."""
     text = inline.text
+    if not _NEEDS_COLLAPSE_RE.search(text) and all(0 <= st < en <= len(text) for _, _, st, en in inline.links):
+        # Nothing to collapse (the common case): offsets stay as they are; the per-character pass below
+        # would rebuild the same text and the same links.
+        return _Inline(text=text, links=[(text[st:en], target, st, en) for _, target, st, en in inline.links], images=inline.images)
     keep: list[int] = []  # new index -> old index
     out: list[str] = []
     prev_space = True  # also trims leading space
@@ -152,6 +159,11 @@ class _Block:
     image: tuple[str, str, str] | None = None  # src, alt, caption
 
 
+# libyaml's parser when PyYAML was built with it: the same safe constructor, several times faster
+# (front matter was a third of the time to re-read a 1,000-article corpus).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def split_front_matter(raw: str) -> tuple[dict, str]:
     """Return (front matter mapping, body). No front matter gives an empty mapping."""
     text = raw.lstrip("\ufeff")
@@ -165,7 +177,7 @@ def split_front_matter(raw: str) -> tuple[dict, str]:
             block = "\n".join(lines[1:i])
             body = "\n".join(lines[i + 1 :])
             try:
-                data = yaml.safe_load(block) if block.strip() else {}
+                data = yaml.load(block, Loader=_YAML_LOADER) if block.strip() else {}
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" at line {mark.line + 2}" if mark is not None else ""

@@ -104,6 +104,123 @@ def _load_terms(build_dir: Path, manifest: dict, names: tuple[str, str], rows: i
     return TermTable(ids, offsets)
 
 
+def analysis_fingerprint() -> str:
+    """Identifies the code that splits answer units and analyses terms (rag/sentences.py, rag/lexical.py):
+    stored units are reused by the next build only while that code is unchanged."""
+    import rag.lexical
+    import rag.sentences
+
+    digest = hashlib.sha256()
+    for module in (rag.sentences, rag.lexical):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PreviousUnits:
+    """The current build's answer units, found by chunk id, so that a rebuild reuses those of unchanged chunks."""
+
+    rows: dict[str, int]  # chunk id -> its row in the previous build
+    first: np.ndarray  # units of previous row r are [first[r], first[r + 1])
+    spans: np.ndarray
+    vectors: np.ndarray
+    terms: TermTable
+    words: list[str]  # previous BM25 term id -> term
+
+
+def previous_units(index_dir: Path, model_key: str, bm25: BM25Params) -> PreviousUnits | None:
+    """Units, vectors and terms of the build ``index_dir`` names, if a rebuild with this model and code may reuse them."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+        if (manifest.get("model") or {}).get("cache_key") != model_key or manifest.get("bm25") != asdict(bm25):
+            return None
+        if (manifest.get("units") or {}).get("analysis") != analysis_fingerprint():
+            return None
+        with (index_dir / CHUNKS).open(encoding="utf-8") as handle:
+            ids = [json.loads(line)["id"] for line in handle if line.strip()]
+        spans, vectors, term_ids, offsets = (
+            np.load(index_dir / name, mmap_mode="r", allow_pickle=False)
+            for name in (SENTENCE_SPANS, SENTENCE_VECTORS, SENTENCE_TERMS, SENTENCE_TERM_OFFSETS)
+        )
+        vocabulary = LexicalIndex.load(index_dir / BM25_DIR, mmap=True).vocabulary()
+        words = [""] * (max(vocabulary.values(), default=-1) + 1)
+        for term, i in vocabulary.items():
+            words[i] = term
+        if len(spans) != len(vectors) or len(offsets) != len(spans) + 1:
+            return None
+        first = np.searchsorted(spans[:, 0], np.arange(len(ids) + 1), side="left")
+        return PreviousUnits({cid: row for row, cid in enumerate(ids)}, first, spans, vectors, TermTable(term_ids, offsets), words)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RagError):
+        return None
+
+
+def build_units(chunks: list[Chunk], previous: PreviousUnits | None, encoder: Encoder, cache, progress) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Answer units of ``chunks`` with their vectors: reused from ``previous`` for unchanged chunks, made for the rest.
+
+    Returns (spans, vectors, number embedded, previous unit row of each unit or -1).
+    """
+    spans: list[tuple[int, int, int]] = []
+    old: list[int] = []
+    for row, chunk in enumerate(chunks):
+        before = previous.rows.get(chunk.id) if previous is not None else None
+        if before is None:
+            for s, e in answer_units(chunk.text):
+                spans.append((row, s, e))
+                old.append(-1)
+        else:
+            for u in range(int(previous.first[before]), int(previous.first[before + 1])):
+                spans.append((row, int(previous.spans[u, 1]), int(previous.spans[u, 2])))
+                old.append(u)
+    span_array = np.array(spans, dtype=np.int32).reshape(-1, 3)
+    old_array = np.array(old, dtype=np.int64)
+    vectors = np.zeros((len(spans), encoder.dim), dtype=np.float32)
+    reused = old_array >= 0
+    if reused.any():
+        vectors[reused] = previous.vectors[old_array[reused]]
+    fresh = np.flatnonzero(~reused)
+    embedded = 0
+    if len(fresh):
+        texts = [chunks[r].text[s:e] for r, s, e in span_array[fresh]]
+        vectors[fresh], embedded = embed_cached(encoder, texts, cache, progress=progress, desc="sentences")
+    return span_array, vectors, embedded, old_array
+
+
+def unit_terms(
+    chunks: list[Chunk], spans: np.ndarray, old: np.ndarray, previous: PreviousUnits | None, vocabulary: dict[str, int], bm25: BM25Params
+) -> TermTable:
+    """Term ids of every unit: previous ids translated to the new vocabulary, or the unit's text analysed."""
+    lengths = np.zeros(len(spans), dtype=np.int64)
+    fresh: dict[int, list[int]] = {}
+    for i in np.flatnonzero(old < 0).tolist():
+        r, s, e = spans[i].tolist()
+        fresh[i] = sorted({vocabulary[t] for t in analyze(chunks[r].text[s:e], bm25) if t in vocabulary})
+        lengths[i] = len(fresh[i])
+    reused = np.flatnonzero(old >= 0)
+    values = np.zeros(0, dtype=np.int64)
+    if len(reused):
+        # All reused rows at once: gather their old ids, translate them, sort within each row.
+        remap = np.array([vocabulary.get(w, -1) for w in previous.words], dtype=np.int64)
+        offsets = np.asarray(previous.terms.offsets)
+        starts, ends = offsets[old[reused]], offsets[old[reused] + 1]
+        counts = ends - starts
+        positions = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+        values = remap[np.asarray(previous.terms.ids)[positions]]
+        row = np.repeat(np.arange(len(reused)), counts)
+        keep = values >= 0
+        values, row = values[keep], row[keep]
+        order = np.lexsort((values, row))
+        values, row = values[order], row[order]
+        lengths[reused] = np.bincount(row, minlength=len(reused))
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    ids = np.empty(int(offsets[-1]), dtype=np.int32)
+    if len(reused):
+        kept = lengths[reused]
+        ids[np.repeat(offsets[reused] - np.concatenate(([0], np.cumsum(kept)[:-1])), kept) + np.arange(kept.sum())] = values
+    for i, row_ids in fresh.items():
+        ids[offsets[i] : offsets[i + 1]] = row_ids
+    return TermTable(ids, offsets)
+
+
 # ---- end performance ----
 
 
@@ -289,14 +406,10 @@ def build_index(
         sentences_embedded = 0
         if with_sentences:
             # Sentence boundaries and vectors are computed once here, so composing an answer
-            # costs dot products instead of model calls.
+            # costs dot products instead of model calls; unchanged chunks keep the previous build's.
             t = time.perf_counter()
-            spans = np.array(
-                [(row, s, e) for row, c in enumerate(chunks) for s, e in answer_units(c.text)], dtype=np.int32
-            ).reshape(-1, 3)
-            sentence_vectors, sentences_embedded = embed_cached(
-                encoder, [chunks[r].text[s:e] for r, s, e in spans], cache, progress=progress, desc="sentences"
-            )
+            previous = previous_units(index_dir, encoder.cache_key, bm25) if old_prints else None
+            spans, sentence_vectors, sentences_embedded, previous_rows = build_units(chunks, previous, encoder, cache, progress)
             timings["embed_sentences"] = time.perf_counter() - t
         checkpoint("embedded")
 
@@ -313,7 +426,7 @@ def build_index(
             t = time.perf_counter()
             vocabulary = lexical.vocabulary()
             chunk_terms = TermTable.of(analysed, vocabulary)
-            sentence_terms = TermTable.of((analyze(chunks[r].text[s:e], bm25) for r, s, e in spans), vocabulary)
+            sentence_terms = unit_terms(chunks, spans, previous_rows, previous, vocabulary, bm25)
             timings["terms"] = time.perf_counter() - t
 
         build_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
@@ -358,6 +471,7 @@ def build_index(
             "chunker": chunker_meta,
             "bm25": asdict(bm25),
             "vectors": asdict(params),
+            "units": {"analysis": analysis_fingerprint()},
             "corpus": {
                 "path": corpus_path,
                 "fingerprint": corpus_fingerprint(articles),

@@ -132,3 +132,37 @@ def test_the_server_maps_the_index_files(tmp_path, small_corpus):
         assert isinstance(index.sentence_vectors, np.memmap) and isinstance(index.sentence_terms.ids, np.memmap)
         body = client.post("/ask", json={"question": "How many termites can an aardvark eat in a night?"}).json()
         assert not body["abstained"] and "termites" in body["answer"]
+
+
+# ------------------------------------------------------------------------------------ re-indexing
+
+
+def test_a_rebuild_reuses_units_of_unchanged_chunks_and_equals_a_fresh_build(tmp_path, fake_encoder):
+    from embeddings import HashingEncoder
+    from embeddings.cache import EmbeddingCache
+
+    files = dict(SMALL_CORPUS)
+    corpus = write_files(tmp_path / "corpus", files)
+    build_index(load_corpus(corpus) + load_corpus(DEFAULT_CORPUS_DIR), tmp_path / "index", fake_encoder)
+    edited = files["bicycles.md"].replace("Pneumatic tyres arrived in 1888.", "Pneumatic tyres arrived in 1888. Gears came later.")
+    write_files(corpus, {"bicycles.md": edited})
+    articles = load_corpus(corpus) + load_corpus(DEFAULT_CORPUS_DIR)
+
+    counting = HashingEncoder()
+    report = build_index(articles, tmp_path / "index", counting, cache=EmbeddingCache(tmp_path / "cache.sqlite"))
+    fresh_encoder = HashingEncoder()
+    fresh = build_index(articles, tmp_path / "fresh", fresh_encoder)
+    # Only the edited article's chunks and units were embedded again; the rest came from the previous build.
+    assert report.reused_chunking == len(articles) - 1
+    assert 0 < report.sentences_embedded < fresh.sentences_embedded / 4
+    assert counting.calls == report.embedded + report.sentences_embedded  # no cache: chunks embedded again, units not
+    a, b = load_index(tmp_path / "index", fake_encoder), load_index(tmp_path / "fresh", fake_encoder)
+    assert report.sentences == fresh.sentences
+    assert np.array_equal(a.sentence_spans, b.sentence_spans)
+    assert np.allclose(a.sentence_vectors, b.sentence_vectors, atol=1e-6)
+    words_a = {i: t for t, i in a.lexical.vocabulary().items()}
+    words_b = {i: t for t, i in b.lexical.vocabulary().items()}
+    for unit in range(len(a.sentence_spans)):
+        assert {words_a[int(i)] for i in a.sentence_terms.row(unit)} == {words_b[int(i)] for i in b.sentence_terms.row(unit)}
+    for question in QUESTIONS:
+        assert AnswerService(Retriever(a, fake_encoder)).ask(question).answer == AnswerService(Retriever(b, fake_encoder)).ask(question).answer

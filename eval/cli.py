@@ -25,6 +25,9 @@ QuestionsOpt = Annotated[Optional[Path], typer.Option("--questions", help="Same 
 UrlOpt = Annotated[
     Optional[str], typer.Option("--url", help="Ask a running server (e.g. http://127.0.0.1:8000) instead of this process.")
 ]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", min=0, max=3600, help="Seconds to wait for a server that is still starting.")
+]
 ApiKeyOpt = Annotated[
     Optional[str], typer.Option("--api-key", envvar="RAG_EVAL_API_KEY", help="API key for a server that requires one.")
 ]
@@ -53,12 +56,12 @@ def _check_mode(mode: str) -> None:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
 
 
-def _asker(url: str | None, index_dir: Path | None, k: int, mode: str, api_key: str | None = None):
+def _asker(url: str | None, index_dir: Path | None, k: int, mode: str, api_key: str | None = None, wait: float = 60.0):
     from eval.qa import HttpAsker, InProcessAsker
     from rag.settings import load_settings
 
     if url:
-        return HttpAsker(url, top_k=k, mode=mode, api_key=api_key)
+        return HttpAsker(url, top_k=k, mode=mode, api_key=api_key, wait=wait, on_wait=_echo_err)
     return InProcessAsker(load_settings(index_dir=index_dir), top_k=k, mode=mode)
 
 
@@ -84,6 +87,7 @@ def qa_command(
     mode: ModeOpt = "hybrid",
     index_dir: IndexDirOpt = None,
     api_key: ApiKeyOpt = None,
+    wait: WaitOpt = 60.0,
 ) -> None:
     """Ask every question of a set and report section hits, answer-key recall, citation validity, abstention, latency."""
     from eval import qa
@@ -92,7 +96,7 @@ def qa_command(
     _check_mode(mode)
     path = _questions_path(questions, questions_opt)
     items = qa.load_question_set(path)
-    asker = _asker(url, index_dir, k, mode, api_key)
+    asker = _asker(url, index_dir, k, mode, api_key, wait)
     _echo_err(f"asking {len(items)} questions from {path} -> {asker.target}")
     results = qa.run_questions(items, asker)
     summary = qa.summarise(results)
@@ -180,6 +184,7 @@ def calibrate_command(
     k: TopKOpt = 5,
     index_dir: IndexDirOpt = None,
     api_key: ApiKeyOpt = None,
+    wait: WaitOpt = 60.0,
 ) -> None:
     """Propose an abstention threshold from the support of answerable vs off-topic questions."""
     from eval import qa
@@ -188,7 +193,7 @@ def calibrate_command(
 
     path = _questions_path(questions, questions_opt)
     items = qa.load_question_set(path)
-    asker = _asker(url, index_dir, k, "hybrid", api_key)
+    asker = _asker(url, index_dir, k, "hybrid", api_key, wait)
     _echo_err(f"asking {len(items)} questions from {path} -> {asker.target}")
     results = qa.run_questions(items, asker)
     current = _answer_settings(url).get("abstain_threshold")

@@ -175,6 +175,7 @@ class HttpAsker:
         api_key: str | None = None,
         timeout: float = 60.0,
         wait: float = 60.0,
+        on_wait: Callable[[str], None] = lambda message: None,
     ):
         import httpx
 
@@ -185,16 +186,25 @@ class HttpAsker:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.client = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         self.target = f"server {self.url}"
-        self._wait_ready(wait)
+        self._wait_ready(wait, on_wait)
 
-    def _wait_ready(self, wait: float) -> None:
+    def _wait_ready(self, wait: float, on_wait: Callable[[str], None]) -> None:
+        """Wait up to ``wait`` seconds for a server that is still starting (not listening yet, or 503)."""
         import httpx
 
-        deadline = time.monotonic() + wait
+        started = time.monotonic()
+        deadline = started + wait
+        told = False
         while True:
+            if not told and time.monotonic() - started > 1.0:  # say so only when it is a real wait
+                on_wait(f"waiting up to {wait:.0f} s for {self.url} to be ready ...")
+                told = True
             try:
                 response = self.client.get("/ready")
             except httpx.HTTPError as exc:
+                if isinstance(exc, httpx.ConnectError) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
                 raise ServerError(
                     f"cannot reach {self.url} ({exc.__class__.__name__}); start the server (make run) or fix --url"
                 ) from None

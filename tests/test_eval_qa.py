@@ -116,7 +116,7 @@ def test_eval_qa_reports_a_missing_question_set(rag_cli, tmp_path):
 
 
 def test_eval_qa_against_an_unreachable_server(rag_cli):
-    result = rag_cli(["eval", "qa", "--url", "http://127.0.0.1:9"])
+    result = rag_cli(["eval", "qa", "--url", "http://127.0.0.1:9", "--wait", "0"])
     assert result.returncode != 0
     assert result.stderr.strip().startswith("error: cannot reach http://127.0.0.1:9")
 

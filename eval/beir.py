@@ -284,6 +284,10 @@ def strictly_decreasing(scores: Sequence[float]) -> list[float]:
 def write_trec_run(path: str | Path, run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> Path:
     """Write ``qid Q0 docid rank score tag`` lines, atomically (a temporary file renamed into place)."""
     path = Path(path)
+    for qid, docs in run.items():
+        bad = next((i for i in (qid, *(d for d, _ in docs)) if not i or any(ch.isspace() for ch in i)), None)
+        if bad is not None:
+            raise EvalDataError(f"the id {bad!r} is empty or holds whitespace and cannot be written to a TREC run file; rename it in the dataset")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("w", encoding="utf-8") as handle:

@@ -81,6 +81,14 @@ def test_run_file_round_trip_and_independent_recomputation(tmp_path):
         assert ours.per_query[q]["MRR@10"] == pytest.approx(values["recip_rank"])
 
 
+def test_run_file_refuses_ids_with_spaces(tmp_path):
+    from eval.errors import EvalDataError
+
+    with pytest.raises(EvalDataError, match="'doc 1'.*holds whitespace"):
+        write_trec_run(tmp_path / "run.trec", {"q1": [("doc 1", 1.0)]}, tag="t")
+    assert not (tmp_path / "run.trec").exists()
+
+
 def test_answer_key_groups_must_all_match_with_any_alternative():
     key = [["Outer Space Treaty", "OST"], ["1967"]]
     assert m.answer_key_match("The Outer   Space\nTreaty [1] was signed in 1967 [2].", key)

@@ -113,12 +113,23 @@ class MiniLMEncoder(Encoder):
         model = self.model
         if self.backend != "torch":  # the ONNX model bounds its own parallel runs (embeddings/onnx.py)
             return normalise(model.encode(list(texts)))
+        import torch
+
+        # Intra-op threads pay off on batches; for a question or two, handing work between
+        # threads costs more than it saves (2-3x slower on a busy two-core machine; BENCHMARKS.md).
+        narrow = len(texts) <= 2 and self.threads > 1
         with self._lock:  # one forward pass at a time: the cores are already busy inside it
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if narrow:
+                torch.set_num_threads(1)
+            try:
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            finally:
+                if narrow:
+                    torch.set_num_threads(self.threads)
         return normalise(vectors)

@@ -152,17 +152,18 @@ def _sentence(rng: random.Random, words: list[str]) -> str:
 
 
 def synthetic_articles(n: int, seed: int = 0) -> dict[str, str]:
-    """``n`` deterministic markdown articles (front matter, two or three sections, 150-300 words each)."""
+    """``n`` deterministic markdown articles shaped like the bundled one: front matter, four to six
+    sections of two or three paragraphs, about a thousand words each."""
     rng = random.Random(seed)
     words = _vocabulary(rng)
     files = {}
     for i in range(n):
         title = f"{rng.choice(words).capitalize()} {rng.choice(words)} {i}"
         parts = [f"---\ntitle: {title}\nslug: article-{i:05d}\nurl: /wiki/article-{i:05d}\ntags: [{rng.choice(words)}]\n---\n\n# {title}\n"]
-        for s in range(rng.randint(2, 3)):
+        for s in range(rng.randint(4, 6)):
             parts.append(f"\n## {rng.choice(words).capitalize()} {s}\n")
-            for _ in range(rng.randint(1, 2)):
-                parts.append("\n" + " ".join(_sentence(rng, words) for _ in range(rng.randint(3, 5))) + "\n")
+            for _ in range(rng.randint(2, 3)):
+                parts.append("\n" + " ".join(_sentence(rng, words) for _ in range(rng.randint(4, 6))) + "\n")
         files[f"article-{i:05d}.md"] = "".join(parts)
     return files
 
@@ -262,8 +263,7 @@ def _child_build(args: dict) -> dict:
     from corpus.loader import load_corpus
     from embeddings import get_encoder
     from embeddings.cache import EmbeddingCache
-    from rag.chunking import embed_text
-    from rag.index import build_index, load_index
+    from rag.index import build_index
 
     started = time.perf_counter()
     encoder = get_encoder("minilm", threads=args["threads"], backend=args["backend"], cache_dir=args["model_cache"])
@@ -276,26 +276,33 @@ def _child_build(args: dict) -> dict:
     finally:
         cache.close()
     elapsed = time.perf_counter() - started
-    index = load_index(Path(args["index_dir"]), None, verify=False)
-    pieces = sum(min(encoder.count_tokens(embed_text(c)), 256) for c in index.chunks)
-    unit_pieces = 0
-    if index.sentence_spans is not None:
-        unit_pieces = sum(min(encoder.count_tokens(index.chunks[r].text[s:e]), 256) for r, s, e in index.sentence_spans)
-    files = {name: meta["bytes"] for name, meta in index.manifest["files"].items()}
     return {
         "report": report.__dict__,
         "parse_s": round(parse_s, 3),
         "build_s": round(elapsed - parse_s, 3),
         "in_process_s": round(elapsed, 3),
-        "word_pieces": pieces,
-        "unit_word_pieces": unit_pieces,
-        "files": files,
-        "vm_hwm_mb": _status_mb(os.getpid(), "VmHWM"),
+        # VmHWM starts afresh at exec, unlike wait4's ru_maxrss, which keeps the forking parent's size.
+        "peak_rss_mb": _status_mb(os.getpid(), "VmHWM"),
     }
 
 
+def word_pieces(index_dir: Path) -> tuple[int, int, dict]:
+    """Word pieces the encoder read for the chunks and the answer units of a built index, and its file sizes."""
+    from embeddings.minilm import MiniLMEncoder
+    from rag.chunking import embed_text
+    from rag.index import load_index
+
+    counter = MiniLMEncoder()  # only its tokenizer is used
+    index = load_index(index_dir, None, verify=False)
+    pieces = sum(min(counter.count_tokens(embed_text(c)), 256) for c in index.chunks)
+    units = 0
+    if index.sentence_spans is not None:
+        units = sum(min(counter.count_tokens(index.chunks[r].text[s:e]), 256) for r, s, e in index.sentence_spans)
+    return pieces, units, {name: meta["bytes"] for name, meta in index.manifest["files"].items()}
+
+
 def run_child(job: str, args: dict, timeout: float = 7200) -> dict:
-    """``python -m eval.bench <job>`` in a fresh process: its answer, wall time and peak RSS (from wait4)."""
+    """``python -m eval.bench <job>`` in a fresh process: its answer, wall time and CPU time (from wait4)."""
     out = Path(tempfile.mkstemp(prefix="rag-bench-", suffix=".json")[1])
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -304,7 +311,7 @@ def run_child(job: str, args: dict, timeout: float = 7200) -> dict:
         stderr=subprocess.PIPE,
         text=True,
     )
-    # wait4, not wait: it returns the child's own resource usage, including its peak RSS.
+    # wait4, not wait: it returns the child's own resource usage.
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -322,7 +329,6 @@ def run_child(job: str, args: dict, timeout: float = 7200) -> dict:
     result = json.loads(out.read_text())
     out.unlink(missing_ok=True)
     result["process_wall_s"] = round(wall, 3)
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux reports kilobytes
     result["process_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     return result
 
@@ -367,21 +373,22 @@ def bench_build(backends: list[str], workload: Workload, settings, tmp: Path, lo
         report, timings = child["report"], child["report"]["timings"]
         embed_s = timings.get("embed", 0.0)
         units_s = timings.get("embed_sentences", 0.0)
-        size = sum(child["files"].values())
+        pieces, unit_pieces, files = word_pieces(Path(args["index_dir"]))
+        size = sum(files.values())
         result[backend] = {
             "chunks": report["chunks"],
             "units": report["sentences"],
             "embed_chunks_per_s": round(report["chunks"] / embed_s, 2) if embed_s else None,
-            "embed_word_pieces_per_s": round(child["word_pieces"] / embed_s, 1) if embed_s else None,
+            "embed_word_pieces_per_s": round(pieces / embed_s, 1) if embed_s else None,
             "embed_units_per_s": round(report["sentences"] / units_s, 2) if units_s else None,
-            "embed_unit_word_pieces_per_s": round(child["unit_word_pieces"] / units_s, 1) if units_s else None,
+            "embed_unit_word_pieces_per_s": round(unit_pieces / units_s, 1) if units_s else None,
             "timings_s": {"parse": child["parse_s"], **timings},
             "build_s": report["seconds"],
             "process_wall_s": child["process_wall_s"],
             "peak_rss_mb": child["peak_rss_mb"],
             "index_bytes": size,
             "bytes_per_chunk": round(size / report["chunks"], 1),
-            "bytes_per_chunk_by_file": {k: round(v / report["chunks"], 1) for k, v in sorted(child["files"].items())},
+            "bytes_per_chunk_by_file": {k: round(v / report["chunks"], 1) for k, v in sorted(files.items())},
         }
     return result
 

@@ -46,10 +46,11 @@ class AnswerConfig:
     """Knobs of answer composition; defaults calibrated on eval/data/qa.jsonl (see eval/RESULTS.md)."""
 
     max_sentences: int = 4
-    relative_cutoff: float = 0.75  # extra sentences must score at least this share of the best one
+    relative_cutoff: float = 0.6  # extra sentences must score at least this share of the best one
     dense_weight: float = 0.65  # sentence score: similarity to the question ...
     lexical_weight: float = 0.35  # ... and IDF-weighted share of the question's terms it contains
     context_weight: float = 0.3  # sentence vectors are read in the context of their passage
+    centering: float = 0.6  # share of the corpus' mean unit vector removed before comparing (0 = plain cosine)
     redundancy: float = 0.88  # cosine above which a sentence repeats one already chosen
     abstain_threshold: float = 0.24  # below this support the service abstains
     min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know
@@ -304,8 +305,18 @@ class AnswerService:
         # A sentence read alone loses its subject ("This development ... NASA"); mixing in
         # its passage's vector lets the passage's context speak for it.
         mixed = unit_vectors + cfg.context_weight * passage_vectors[owner]
+        query = qvec
+        centroid = index.unit_centroid
+        if cfg.centering and centroid is not None:
+            # Every passage of a corpus shares its topic, so generic sentences ("Space diplomacy
+            # represents a rapidly evolving dimension ...") resemble every question about it.
+            # Comparing after removing the corpus' mean direction lets the specific content count.
+            shift = cfg.centering * centroid
+            mixed = mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12) - shift
+            query = qvec - shift
+            query = query / (np.linalg.norm(query) or 1.0)
         norms = np.linalg.norm(mixed, axis=1)
-        contextual = (mixed @ qvec) / np.where(norms == 0, 1.0, norms)
+        contextual = (mixed @ query) / np.where(norms == 0, 1.0, norms)
         scores = cfg.dense_weight * contextual + cfg.lexical_weight * covers
         out = [
             _Candidate(i, s, e, float(score), float(cos), float(cover), unit_vectors[n])

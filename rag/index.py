@@ -565,6 +565,15 @@ class Index:
         if self.sentence_spans is not None:
             self.sentence_first = np.searchsorted(self.sentence_spans[:, 0], np.arange(len(self.chunks) + 1), side="left")
 
+    @property
+    def unit_centroid(self) -> np.ndarray | None:
+        """Mean vector of the stored answer units: the direction every passage of the corpus shares."""
+        if self.sentence_vectors is None or not len(self.sentence_vectors):
+            return None
+        if getattr(self, "_unit_centroid", None) is None:
+            self._unit_centroid = np.asarray(self.sentence_vectors, dtype=np.float32).mean(axis=0)
+        return self._unit_centroid
+
     def sentences_of(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Sentence spans (start, end within the chunk text) of chunk ``row`` and their vectors, if stored."""
         if self.sentence_first is None:

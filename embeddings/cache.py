@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from embeddings.base import Encoder
 
@@ -77,6 +78,7 @@ def embed_cached(
     progress: bool | None = None,
     batch_size: int = 64,
     desc: str = "embedding",
+    flush_every: int = 1024,
 ) -> tuple[np.ndarray, int]:
     """Vectors for ``texts``, embedding only what the cache lacks. Returns (vectors, number embedded)."""
     keys = [text_key(t) for t in texts]
@@ -87,12 +89,19 @@ def embed_cached(
             missing[key] = text
     fresh: dict[str, np.ndarray] = {}
     if missing:
-        # Embedding texts of similar length together wastes less work on padding.
+        # Embedding texts of similar length together wastes less work on padding; saving each
+        # slice as it is done means an interrupted build keeps what it already embedded.
         order = sorted(missing, key=lambda k: len(missing[k]))
-        vectors = encoder.embed([missing[k] for k in order], batch_size=batch_size, progress=progress, desc=desc)
-        fresh = dict(zip(order, vectors))
-        if cache is not None:
-            cache.put_many(encoder.cache_key, fresh)
+        disable = None if progress is None else not progress
+        with tqdm(total=len(order), desc=desc, unit="text", disable=disable, leave=False) as bar:
+            for start in range(0, len(order), flush_every):
+                part = order[start : start + flush_every]
+                vectors = encoder.embed([missing[k] for k in part], batch_size=batch_size, progress=False)
+                done = dict(zip(part, vectors))
+                if cache is not None:
+                    cache.put_many(encoder.cache_key, done)
+                fresh.update(done)
+                bar.update(len(part))
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     for row, key in enumerate(keys):
         out[row] = fresh[key] if key in fresh else cached[key]

@@ -90,7 +90,7 @@ class Retriever:
         *,
         rrf_k: int = 60,
         candidates: int = 100,
-        fusion: str = "rrf",
+        fusion: str = "convex",
         alpha: float = 0.5,
     ):
         if rrf_k < 0:

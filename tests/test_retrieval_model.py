@@ -69,18 +69,25 @@ def test_paraphrased_question_finds_its_section_in_top_3(bundled_retriever, sect
     assert section in [r.chunk.section for r in results], [r.chunk.section[-1] for r in results]
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
-def test_every_mode_returns_results_with_scores(bundled_retriever, mode):
+@pytest.mark.parametrize(
+    ("mode", "fusion"), [("hybrid", "convex"), ("hybrid", "rrf"), ("dense", "convex"), ("bm25", "convex")]
+)
+def test_every_mode_returns_results_with_scores(bundled_retriever, mode, fusion):
+    from rag.retrieve import Retriever
+
+    retriever = Retriever(bundled_retriever.index, bundled_retriever.encoder, fusion=fusion)
     question = "When did the Soviet Union launch its first satellite?"
-    results = bundled_retriever.search(question, k=4, mode=mode)
+    results = retriever.search(question, k=4, mode=mode)
     assert len(results) == 4
     assert len({r.chunk.id for r in results}) == 4
     scores = [r.score for r in results]
     assert scores == sorted(scores, reverse=True)
     assert results[0].chunk.section == COLD_WAR
-    index = bundled_retriever.index
-    query_vector = bundled_retriever.encoder.embed_batch([question])[0]
+    index = retriever.index
+    query_vector = retriever.encoder.embed_batch([question])[0]
     bm25 = index.lexical.scores(question)
+    # the bundled index is smaller than the candidate pool, so every passage is a candidate
+    all_cosines = index.vectors.vectors(np.arange(len(index))) @ query_vector
     for r in results:
         row = index.row_of[r.chunk.id]
         assert r.bm25_score == pytest.approx(float(bm25[row]))
@@ -89,15 +96,19 @@ def test_every_mode_returns_results_with_scores(bundled_retriever, mode):
             assert r.score == r.bm25_score > 0
             continue
         # the dense score is the cosine of question and passage as the model embeds them
-        cosine = float(bundled_retriever.encoder.embed_batch([embed_text(r.chunk)])[0] @ query_vector)
+        cosine = float(retriever.encoder.embed_batch([embed_text(r.chunk)])[0] @ query_vector)
         assert r.dense_score == pytest.approx(cosine, abs=1e-4)
         assert -1.0 <= r.dense_score <= 1.0
         assert r.dense_rank is not None
         if mode == "dense":
             assert r.score == r.dense_score
-        else:
+        elif fusion == "rrf":
             expected = 1 / (60 + r.dense_rank) + (1 / (60 + r.bm25_rank) if r.bm25_rank else 0.0)
             assert r.score == pytest.approx(expected)
+        else:
+            lo, hi = float(all_cosines.min()), float(all_cosines.max())
+            expected = 0.5 * (r.dense_score - lo) / (hi - lo) + 0.5 * r.bm25_score / float(bm25.max())
+            assert r.score == pytest.approx(expected, abs=1e-5)
 
 
 def test_search_errors(bundled_retriever):

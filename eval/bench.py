@@ -571,11 +571,18 @@ class Server:
         kids = _children(self.proc.pid)
         return kids if self.workers > 1 and kids else [self.proc.pid]
 
-    def memory(self) -> list[dict]:
-        return [
-            {"pid": pid, "peak_rss_mb": _status_mb(pid, "VmHWM"), "rss_mb": _status_mb(pid, "VmRSS"), **_rollup_mb(pid)}
-            for pid in self.pids()
-        ]
+    def memory(self, index_dir: Path | None = None) -> list[dict]:
+        """Per serving process: peak and current RSS, PSS, and what the mapped index files take (shared between workers)."""
+        from eval.scale import _mapping_mb
+
+        out = []
+        for pid in self.pids():
+            entry = {"pid": pid, "peak_rss_mb": _status_mb(pid, "VmHWM"), "rss_mb": _status_mb(pid, "VmRSS"), **_rollup_mb(pid)}
+            if index_dir is not None:
+                mapped = _mapping_mb(str(Path(index_dir).resolve()), pid)
+                entry.update(index_map_rss_mb=round(mapped["rss"], 1), index_map_pss_mb=round(mapped["pss"], 1))
+            out.append(entry)
+        return out
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -604,8 +611,10 @@ async def load_level(url: str, endpoint: str, concurrency: int, n: int, qs: list
                 try:
                     if endpoint == "ask":
                         response = await http.post("/ask", json={"question": q, "top_k": 5})
-                    else:
+                    elif endpoint == "search":
                         response = await http.get("/search", params={"q": q, "k": 5})
+                    else:  # the floor: an endpoint that does no work, so the rest is HTTP and the client
+                        response = await http.get("/health")
                 except httpx.HTTPError as exc:
                     errors.append(f"{exc.__class__.__name__}: {exc}")
                     continue
@@ -648,6 +657,8 @@ def bench_http(backend: str, index_dir: Path, settings, levels: list[int], reque
     qs = questions()
     try:
         asyncio.run(load_level(server.url, "ask", 4, 20, qs))  # warm connections and code paths
+        floor = asyncio.run(load_level(server.url, "health", 1, max(100, requests // 2), qs))
+        log(f"  /health c=1   p50 {floor['latency_ms']['p50']:7.2f} ms (HTTP and client alone)")
         runs = []
         for endpoint in ("ask", "search"):
             for c in levels:
@@ -658,10 +669,17 @@ def bench_http(backend: str, index_dir: Path, settings, levels: list[int], reque
                     f"  /{endpoint:<6} c={c:<3} {run['requests_per_s']:7.1f} req/s  p50 {lat['p50']:7.1f} ms  "
                     f"p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  errors {run['errors']}"
                 )
-        memory = server.memory()
+        memory = server.memory(index_dir)
     finally:
         server.stop()
-    return {"backend": backend, "workers": workers, "startup_s": round(startup, 1), "runs": runs, "server_memory": memory}
+    return {
+        "backend": backend,
+        "workers": workers,
+        "startup_s": round(startup, 1),
+        "floor": floor,
+        "runs": runs,
+        "server_memory": memory,
+    }
 
 
 # ------------------------------------------------------------------------------------ the report
@@ -756,10 +774,16 @@ def render(results: dict) -> str:
              r["latency_ms"]["p99"], r["errors"]]  # fmt: skip
             for r in h["runs"]
         ]
-        out.append(f"\nHTTP against rag serve ({h['backend']}, {h['workers']} worker(s), ready in {h['startup_s']} s; ms)")
+        out.append(
+            f"\nHTTP against rag serve ({h['backend']}, {h['workers']} worker(s), ready in {h['startup_s']} s; ms); "
+            f"GET /health p50 {h['floor']['latency_ms']['p50']} ms"
+        )
         out.append(_table(["route", "clients", "requests", "req/s", "p50", "p95", "p99", "errors"], rows))
         for mem in h["server_memory"]:
-            out.append(f"  server pid {mem['pid']}: peak RSS {mem['peak_rss_mb']} MB, RSS {mem.get('rss_mb')} MB, PSS {mem.get('pss')} MB")
+            out.append(
+                f"  server pid {mem['pid']}: peak RSS {mem['peak_rss_mb']} MB, RSS {mem.get('rss_mb')} MB, PSS {mem.get('pss')} MB; "
+                f"mapped index files RSS {mem.get('index_map_rss_mb')} MB, PSS {mem.get('index_map_pss_mb')} MB"
+            )
     goals = targets(results)
     if goals:
         out.append("\nratios the goals are stated in (one run, one machine)")

@@ -71,13 +71,14 @@ def _mem(pid: int | str = "self") -> dict:
 
 
 def _mapping_mb(path: str, pid: int | str = "self") -> dict:
-    """RSS and PSS of the mappings of one file in a process (/proc/<pid>/smaps)."""
+    """RSS and PSS of a process's mappings of one file, or of every file under a folder (/proc/<pid>/smaps)."""
     rss = pss = 0.0
     inside = False
     try:
         for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
             if not line[:1].isupper() or " kB" not in line:  # a mapping's header line
-                inside = line.rstrip().endswith(path)
+                name = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+                inside = name == path or name.startswith(path.rstrip("/") + "/")
             elif inside and line.startswith("Rss:"):
                 rss += int(line.split()[1]) / 1024
             elif inside and line.startswith("Pss:"):

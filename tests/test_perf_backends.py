@@ -188,7 +188,7 @@ def test_real_export_is_complete_and_recorded(onnx_cache):
     assert meta["quantization"]["isa"] == recipe.isa
     assert meta["quantization"]["reduce_range"] == recipe.reduce_range
     assert set(meta["files"]) >= {FP32_FILE, recipe.file_name, "tokenizer.json", "modules.json"}
-    assert meta["quantization"]["fp32_after_gelu"] is True
+    assert meta["quantization"]["fp32_after_gelu"] is recipe.keep_after_gelu
     int8 = meta["files"][recipe.file_name]["bytes"]
     assert int8 < 0.8 * meta["files"][FP32_FILE]["bytes"]  # int8 weights are a quarter of fp32 ones
     assert not (export_dir(onnx_cache) / "onnx" / "model.onnx").exists()

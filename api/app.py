@@ -32,6 +32,9 @@ log = logging.getLogger("rag.api")
 T = TypeVar("T")
 
 
+POOL_PER_CORE = 4
+
+
 class AppState:
     """What the routes share: settings, the answer service once loaded, metrics, a thread limiter."""
 
@@ -39,9 +42,11 @@ class AppState:
         self.settings = settings
         self.service = service
         self.metrics = Metrics()
-        # CPU-bound work (encoding, scoring) runs in threads, at most one per core at a time,
-        # so the event loop stays free to accept requests and stream responses.
-        self.limiter = anyio.CapacityLimiter(max(1, settings.threads or os.cpu_count() or 1))
+        # CPU-bound work (encoding, scoring) runs in a bounded pool of threads, so the event loop
+        # stays free to accept requests and stream responses. A few threads per core, not one: the
+        # questions of requests waiting in the pool are encoded together in the next forward pass
+        # (embeddings/batching.py), which a pool of one thread per core would never let queue up.
+        self.limiter = anyio.CapacityLimiter(POOL_PER_CORE * max(1, settings.threads or os.cpu_count() or 1))
         self.keys = KeyRing.from_settings(settings)
         self.rate = RateLimiter(settings.rate_limit)
         self.reload_lock = anyio.Lock()

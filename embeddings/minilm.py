@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.base import Encoder, normalise
+from embeddings.batching import MicroBatcher
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -113,23 +114,31 @@ class MiniLMEncoder(Encoder):
         model = self.model
         if self.backend != "torch":  # the ONNX model bounds its own parallel runs (embeddings/onnx.py)
             return normalise(model.encode(list(texts)))
+        # One forward pass at a time (the cores are already busy inside it); calls that arrive
+        # meanwhile, such as the questions of concurrent requests, are merged into the next pass.
+        return self._batcher(list(texts))
+
+    @cached_property
+    def _batcher(self) -> MicroBatcher:
+        return MicroBatcher(self._torch_encode, max_texts=self.batch_size)
+
+    def _torch_encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
         # Intra-op threads pay off on batches; for a question or two, handing work between
         # threads costs more than it saves (2-3x slower on a busy two-core machine; BENCHMARKS.md).
         narrow = len(texts) <= 2 and self.threads > 1
-        with self._lock:  # one forward pass at a time: the cores are already busy inside it
+        if narrow:
+            torch.set_num_threads(1)
+        try:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        finally:
             if narrow:
-                torch.set_num_threads(1)
-            try:
-                vectors = model.encode(
-                    list(texts),
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-            finally:
-                if narrow:
-                    torch.set_num_threads(self.threads)
+                torch.set_num_threads(self.threads)
         return normalise(vectors)

@@ -251,17 +251,14 @@ def serve(
     )
 
 
-# ---- evaluation harness: `rag eval qa|beir|compare|calibrate` (eval/cli.py; imports only typer here) ----
+# `rag eval qa|beir|compare|calibrate` (eval/cli.py) and `rag bench [scale]` (eval/bench.py, eval/scale.py)
 from eval.cli import eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval")
-# ---- end of evaluation harness ----
 
-# ---- performance: `rag bench` and `rag bench scale` (eval/bench.py, eval/scale.py) ----
 from eval.bench import bench_app  # noqa: E402
 
 app.add_typer(bench_app, name="bench")
-# ---- end of performance ----
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ BM25_DIR = "bm25"
 SENTENCE_SPANS = "sentence_spans.npy"  # int32 rows of (chunk row, start, end), offsets into the chunk text
 SENTENCE_VECTORS = "sentence_vectors.npy"  # float32, one unit vector per span
 
-# ---- performance: analysed terms stored with the chunks and answer units ----
+# Analysed terms stored with the chunks and answer units.
 # Composing an answer weighs every candidate unit by the question terms it contains. Storing each
 # unit's and chunk's BM25 term ids at build time turns that into lookups instead of analysing
 # (folding, tokenising, stemming) the text of every retrieved passage for every question.
@@ -219,9 +219,6 @@ def unit_terms(
     for i, row_ids in fresh.items():
         ids[offsets[i] : offsets[i + 1]] = row_ids
     return TermTable(ids, offsets)
-
-
-# ---- end performance ----
 
 
 def lexical_text(chunk: Chunk) -> str:

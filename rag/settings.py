@@ -25,11 +25,10 @@ class Settings(BaseSettings):
     # the encoder
     encoder: Literal["minilm", "hashing"] = Field("minilm", description="'minilm' (the bundled model) or 'hashing' (a fake for tests).")
     threads: int = Field(0, ge=0, le=256, description="CPU threads for the encoder; 0 means one per core.")
-    # ---- performance: encoder backend (embeddings/onnx.py) ----
+    # encoder backend (embeddings/onnx.py)
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="Arithmetic of the bundled model: torch, onnx (fp32 ONNX graph) or onnx-int8 (int8 weights)."
     )
-    # ---- end performance ----
 
     # chunking
     max_tokens: int = Field(200, ge=16, le=2000, description="Chunk cap in cl100k tokens.")

@@ -175,8 +175,6 @@ def _quiet():
 
 def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
     """Export the model at ``source`` to ONNX, optimise the graph and quantise it, all inside ``tmp``."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.backend import export_optimized_onnx_model
 
@@ -187,7 +185,17 @@ def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
     # fp32 arithmetic, about 1.5x faster than the traced graph here.
     export_optimized_onnx_model(model, "O2", str(tmp))
     del model
-    graph = onnx.load(str(tmp / FP32_FILE), load_external_data=False).graph
+    quantize(tmp / FP32_FILE, tmp / recipe.file_name, recipe)
+    # The unfused trace is not used at run time; it would only double the folder's size.
+    (tmp / "onnx" / "model.onnx").unlink(missing_ok=True)
+
+
+def quantize(fp32: Path, out: Path, recipe: QuantRecipe) -> None:
+    """Write the int8 model of ``recipe`` for the fused fp32 graph at ``fp32``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
     producer = {out: node.op_type for node in graph.node for out in node.output}
     keep = [
         node.name
@@ -198,8 +206,8 @@ def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
     # offers only u8 x u8 weights for AVX2, the slower kernel here; ONNX Runtime's quantize_dynamic
     # does both, with options it does not expose (see QuantRecipe).
     quantize_dynamic(
-        tmp / FP32_FILE,
-        tmp / recipe.file_name,
+        fp32,
+        out,
         op_types_to_quantize=list(recipe.op_types),
         per_channel=True,
         reduce_range=recipe.reduce_range,
@@ -207,8 +215,6 @@ def _export_into(tmp: Path, recipe: QuantRecipe, source: Path) -> None:
         nodes_to_exclude=keep,
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True},
     )
-    # The unfused trace is not used at run time; it would only double the folder's size.
-    (tmp / "onnx" / "model.onnx").unlink(missing_ok=True)
 
 
 def ensure_export(

@@ -356,7 +356,7 @@ def build_index(
     chunker: ChunkerConfig = ChunkerConfig(),
     bm25: BM25Params = BM25Params(),
     vector_index: str = "auto",
-    hnsw_threshold: int = 200_000,
+    hnsw_threshold: int = 50_000,
     vector_params: VectorStoreParams = VectorStoreParams(),
     cache: EmbeddingCache | None = None,
     corpus_path: str = "",

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     # vector store
     vector_index: Literal["auto", "flat", "hnsw"] = Field("auto", description="Exact search, HNSW, or HNSW above hnsw_threshold.")
-    hnsw_threshold: int = Field(200_000, ge=1)
+    hnsw_threshold: int = Field(50_000, ge=1, description="Chunks from which auto picks HNSW (exact search costs about 11 ms per question there; BENCHMARKS.md).")
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(200, ge=8, le=4096)
     hnsw_ef_search: int = Field(128, ge=8, le=4096)

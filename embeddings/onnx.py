@@ -16,7 +16,6 @@ not match it is exported again.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import ConfigError, RagError
+from rag.files import file_table, fsync_tree, sha256_file
 
 
 #: Numeric backends of the bundled model.
@@ -114,14 +114,6 @@ def export_dir(cache_dir: str | Path) -> Path:
     return export_root(cache_dir) / "onnx"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -153,7 +145,7 @@ def read_export(folder: Path, recipe: QuantRecipe) -> dict | None:
     for name, expected in files.items():
         path = folder / name
         try:
-            if path.stat().st_size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+            if path.stat().st_size != expected.get("bytes") or sha256_file(path) != expected.get("sha256"):
                 return None
         except (OSError, AttributeError):
             return None
@@ -257,11 +249,7 @@ def ensure_export(
         try:
             with _quiet():
                 _export_into(tmp, recipe, source or model_path())
-            files = {
-                str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
-                for p in sorted(tmp.rglob("*"))
-                if p.is_file()
-            }
+            files = file_table(tmp)
             meta = {
                 "export_version": EXPORT_VERSION,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -282,10 +270,7 @@ def ensure_export(
             }
             # Written last: a folder without it is never taken for a finished export.
             (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            for path in [*tmp.rglob("*"), tmp]:
-                if path.is_file():
-                    with path.open("rb") as handle:
-                        os.fsync(handle.fileno())
+            fsync_tree(tmp)
             if folder.exists():
                 old = root / f"onnx.old-{secrets.token_hex(3)}"
                 os.rename(folder, old)

@@ -41,6 +41,7 @@ from rag import __version__
 from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError, RagError
 from rag.faults import checkpoint
+from rag.files import file_table, fsync_tree, sha256_file
 from rag.lexical import BM25Params, LexicalIndex, analyze
 from rag.sentences import answer_units
 from rag.tokens import ENCODING_NAME
@@ -246,27 +247,6 @@ def builds_dir(index_dir: Path) -> Path:
     return index_dir.with_name(index_dir.name + ".builds")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-    for directory in [*sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True), root, root.parent]:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class BuildLock:
     """An exclusive, non-blocking lock on an index's builds folder (released if the process dies)."""
 
@@ -447,11 +427,7 @@ def build_index(
             np.save(tmp / CHUNK_TERMS, chunk_terms.ids)
             np.save(tmp / CHUNK_TERM_OFFSETS, chunk_terms.offsets)
         checkpoint("files-written")
-        files = {
-            str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
+        files = file_table(tmp)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -487,7 +463,7 @@ def build_index(
         }
         # The manifest is written last: a build folder without one is never complete.
         (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         final = root / build_id
         os.rename(tmp, final)
         checkpoint("before-swap")
@@ -655,7 +631,7 @@ def verify_files(build_dir: Path, manifest: dict) -> None:
                 f"{name}: has {size} bytes, the manifest says {expected.get('bytes')} (truncated or replaced); "
                 "rebuild the index with 'rag index'"
             )
-        if _sha256(path) != expected.get("sha256"):
+        if sha256_file(path) != expected.get("sha256"):
             raise IndexFormatError(f"{name}: checksum does not match the manifest (corrupted); rebuild the index with 'rag index'")
 
 

@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from eval.live_server import LiveServer
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 SECTIONS = ("encoders", "build", "reindex", "query", "http")
@@ -511,14 +512,6 @@ def bench_query(backends: list[str], encoders: dict, settings, tmp: Path, repeat
 # ------------------------------------------------------------------------------------ HTTP against a real server
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -526,44 +519,20 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-class Server:
-    """``rag serve`` in a subprocess on a free port, ready once :meth:`start` returns."""
+class Server(LiveServer):
+    """``rag serve --workers N`` in a subprocess on a free port, ready once every worker has loaded."""
 
     def __init__(self, env: dict[str, str], workers: int, log_path: Path):
-        self.env, self.workers, self.log_path = env, workers, log_path
-        self.port = _free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(env, args=["--workers", str(workers)])
+        self.workers, self.bench_log = workers, log_path
 
     def start(self, timeout: float = 600) -> Server:
-        import httpx
+        super().start(self.bench_log, timeout)
+        return self
 
-        rag = Path(sys.executable).parent / "rag"
-        self.proc = subprocess.Popen(
-            [str(rag), "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            env=self.env,
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.proc.returncode}); see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200 and self._all_workers_ready():
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"the server was not ready after {timeout:.0f} s; see {self.log_path}")
-
-    def _all_workers_ready(self) -> bool:
+    def started(self) -> bool:
         # Each worker logs this once its lifespan (model and index loading) is done.
-        return self.log_path.read_text(errors="replace").count("Application startup complete") >= self.workers
+        return self.log().count("Application startup complete") >= self.workers
 
     def pids(self) -> list[int]:
         """The serving processes: the one process, or the workers under uvicorn's supervisor."""
@@ -584,14 +553,8 @@ class Server:
             out.append(entry)
         return out
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, timeout: float = 60) -> int | None:
+        return super().stop(timeout)
 
 
 async def load_level(url: str, endpoint: str, concurrency: int, n: int, qs: list[str]) -> dict:

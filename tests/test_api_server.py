@@ -14,7 +14,7 @@ import pytest
 
 from answer_checks import check_answer_dict, parse_sse
 from conftest import RAG_BIN, run_rag
-from servers import LiveServer, free_port
+from eval.live_server import LiveServer, free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

@@ -125,7 +125,7 @@ def test_eval_qa_against_an_unreachable_server(rag_cli):
 @pytest.mark.slow
 def test_eval_qa_against_a_live_server(bundled_index, tmp_path):
     """The real model behind a real `rag serve`, asked over HTTP as a user of the harness would."""
-    from tests.servers import LiveServer
+    from eval.live_server import LiveServer
 
     by_id = {json.loads(line)["id"]: json.loads(line) for line in DEFAULT_QUESTIONS.read_text().splitlines() if line.strip()}
     chosen = [by_id[q] for q in ("qa-020", "qa-021", "qa-022", "qa-075")]

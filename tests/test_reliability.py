@@ -23,7 +23,7 @@ from api.security import KeyRing
 from conftest import SMALL_CORPUS, build_fake_index, rag_env, write_files
 from rag.errors import ConfigError
 from rag.settings import load_settings
-from servers import LiveServer
+from eval.live_server import LiveServer
 
 CLIENT_KEY = "client-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"

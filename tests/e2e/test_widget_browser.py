@@ -22,7 +22,7 @@ import pytest
 from api.schemas import MAX_QUESTION_CHARS
 from conftest import build_fake_index, rag_env
 from corpus import DEFAULT_CORPUS_DIR
-from servers import LiveServer
+from eval.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""A real ``rag serve`` process on a free loopback port, for tests that need the whole server."""
+"""A real ``rag serve`` process on a free loopback port, for the benchmarks and the tests that need the whole server."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import httpx
 
 RAG_BIN = Path(sys.executable).parent / "rag"
 
@@ -36,6 +34,8 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log_path: Path, timeout: float = 120) -> LiveServer:
+        import httpx  # here, not at the top: `rag` imports this module on every command
+
         self.log_path = log_path
         log = log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -49,13 +49,17 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200 and self.started():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def started(self) -> bool:
+        """Whether start-up is complete once ``/ready`` answers (more to wait for in subclasses)."""
+        return True
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -171,6 +171,11 @@ def _term_hits(table, rows: list[int], term_ids: np.ndarray) -> np.ndarray:
     return hits
 
 
+def _contains(term_sets: Iterable[set[str]], terms: list[str], rows: int) -> np.ndarray:
+    """``hits[n, j]``: whether the ``n``-th set holds ``terms[j]`` (``rows`` sets; the shape holds for no terms)."""
+    return np.array([[t in present for t in terms] for present in term_sets], dtype=bool).reshape(rows, len(terms))
+
+
 def _fold_word(word: str) -> str:
     return fold(word.strip("'’"))
 
@@ -272,21 +277,15 @@ class AnswerService:
 
         # Which question terms each unit and each passage contains (a unit also "contains" its heading).
         headings = [set(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else set() for r in results]
-        heading_hits = np.array([[t in h for t in terms] for h in headings], dtype=bool).reshape(len(results), len(terms))
+        heading_hits = _contains(headings, terms, len(results))
         if index.sentence_terms is not None and index.chunk_terms is not None:
             vocabulary = index.lexical.vocabulary()
             term_ids = np.array([vocabulary.get(t, -1) for t in terms], dtype=np.int64)
             unit_hits = _term_hits(index.sentence_terms, units, term_ids)
             passage_hits = _term_hits(index.chunk_terms, rows, term_ids)
         else:  # an index built before term ids were stored: analyse the text now
-            unit_hits = np.array(
-                [[t in present for t in terms] for present in (set(analyze(results[i].chunk.text[s:e])) for i, s, e in pending)],
-                dtype=bool,
-            ).reshape(len(pending), len(terms))
-            passage_hits = np.array(
-                [[t in present for t in terms] for present in (set(analyze(r.chunk.text + " " + " ".join(r.chunk.section))) for r in results)],
-                dtype=bool,
-            ).reshape(len(results), len(terms))
+            unit_hits = _contains((set(analyze(results[i].chunk.text[s:e])) for i, s, e in pending), terms, len(pending))
+            passage_hits = _contains((set(analyze(r.chunk.text + " " + " ".join(r.chunk.section))) for r in results), terms, len(results))
         covers = ((unit_hits | heading_hits[owner]) @ weights) / total if terms else np.zeros(len(pending))
         passage_cover = (passage_hits @ weights) / total if terms else np.zeros(len(results))
 

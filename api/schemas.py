@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.answer import Answer, Citation
+from rag.answer import Abstention, Answer, Citation
 from rag.retrieve import SearchResult, result_dict
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -140,10 +140,33 @@ class PassageModel(SearchHit):
         return cls(**result_dict(r), low_confidence=low_confidence)
 
 
+REASONS = "off_topic, not_mentioned, not_answered, references_only, needs_context, or partial"
+
+
+class AbstentionModel(BaseModel):
+    """Why there is no answer, or why the answer covers only part of the question."""
+
+    reason: str = Field(description=f"One of: {REASONS}.")
+    message: str = Field(description="What the articles do not cover, as one sentence for the reader.")
+    missing: list[str] = Field(default_factory=list, description="What the question asks that the passages do not contain, as asked.")
+    mentioned: list[str] = Field(default_factory=list, description="Names of the question that the passages do mention.")
+
+    @classmethod
+    def of(cls, a: Abstention | None) -> AbstentionModel | None:
+        if a is None:
+            return None
+        return cls(reason=a.reason, message=a.message, missing=list(a.missing), mentioned=list(a.mentioned))
+
+
 class AskResponse(BaseModel):
     question: str
     answer: str = Field(description="The answer with [n] citation markers, or the abstention message.")
     abstained: bool = Field(description="True when the corpus does not support an answer; then citations is empty.")
+    abstention: AbstentionModel | None = Field(
+        None,
+        description="Set when abstained (why, and what is missing) and for a partial answer (reason `partial`: "
+        "which part of the question the cited answer leaves out).",
+    )
     citations: list[CitationModel]
     passages: list[PassageModel] = Field(description="Retrieved passages, best first.")
     search_query: str = Field(description="What was searched: the question, plus the previous one for a follow-up.")
@@ -156,6 +179,7 @@ class AskResponse(BaseModel):
             question=a.question,
             answer=a.answer,
             abstained=a.abstained,
+            abstention=AbstentionModel.of(a.abstention),
             citations=[CitationModel.of(c) for c in a.citations],
             passages=[PassageModel.of(r, low_confidence=a.abstained) for r in a.passages],
             search_query=a.search_query,

@@ -201,3 +201,41 @@ def calibrate_command(
     typer.echo(describe(cal))
     if out:
         write_json(out, {"kind": "calibration", "questions_file": str(path), "target": asker.target, **cal.to_dict()})
+
+
+@eval_app.command("fit-answerability")
+def fit_answerability_command(
+    fit_sets: Annotated[list[Path], typer.Option("--fit", help="Question set(s) to fit on (repeat the option for several).")],
+    validate_sets: Annotated[
+        Optional[list[Path]], typer.Option("--validate", help="Question set(s) to measure the fit on, never fitted on.")
+    ] = None,
+    max_false_abstention: Annotated[
+        float, typer.Option("--max-false-abstention", min=0, max=0.5, help="Share of answerable fitting questions allowed to abstain.")
+    ] = 0.02,
+    index_dir: IndexDirOpt = None,
+    k: TopKOpt = 5,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the fitted model and figures as JSON too.")] = None,
+) -> None:
+    """Fit the answerability weights and threshold (rag/answerability.py) and report them on a held-apart set."""
+    from dataclasses import asdict
+
+    from eval import answerability as fa
+    from eval import qa
+    from eval.report import write_json
+    from rag.settings import load_settings
+    from rag.service import open_answer_service
+
+    service = open_answer_service(load_settings(index_dir=index_dir))
+    _echo_err(f"index {service.index.path} (build {service.index.build_id})")
+    fit_items = [item for path in fit_sets for item in qa.load_question_set(path)]
+    rows = fa.collect(service, fit_items, top_k=k)
+    model = fa.fit(rows, max_false_abstention=max_false_abstention)
+    report = {"model": asdict(model), "fit": asdict(fa.outcome(model, rows))}
+    lines = [f"fitted on {len(rows)} questions: {model}", f"  fit:      {fa.outcome(model, rows)}"]
+    if validate_sets:
+        val = fa.collect(service, [item for path in validate_sets for item in qa.load_question_set(path)], top_k=k)
+        report["validate"] = asdict(fa.outcome(model, val))
+        lines.append(f"  validate: {fa.outcome(model, val)}")
+    typer.echo("\n".join(lines))
+    if out:
+        write_json(out, {"kind": "answerability-fit", "fit_sets": [str(p) for p in fit_sets], **report})

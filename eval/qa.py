@@ -45,6 +45,8 @@ class QAItem:
     gold_sections: tuple[tuple[str, ...], ...] = ()
     answer_key: tuple[tuple[str, ...], ...] = ()
     notes: str = ""
+    corpus: str = ""  # which corpus the question is about ("bundled", "spacelaw"), for reports
+    missing: tuple[str, ...] = ()  # what an unanswerable (or partial) question asks that the documents lack
 
 
 def _strings(value, what: str, where: str) -> tuple[str, ...]:
@@ -120,6 +122,8 @@ def load_question_set(path: str | Path) -> list[QAItem]:
                 gold_sections=_breadcrumbs(raw.get("gold_sections"), where),
                 answer_key=_groups(raw.get("answer_key"), where),
                 notes=str(raw.get("notes") or ""),
+                corpus=str(raw.get("corpus") or ""),
+                missing=_strings(raw["missing"], '"missing"', where) if raw.get("missing") else (),
             )
         )
     if not items:
@@ -271,6 +275,19 @@ class QAResult:
     gold_sections: list[list[str]] = field(default_factory=list)
     error: str | None = None
     problems: list[str] = field(default_factory=list)
+    abstention_reason: str | None = None  # why the service abstained, or "partial"
+    abstention_message: str = ""
+    names_missing: bool | None = None  # the abstention names what the question's "missing" lists
+    corpus: str = ""
+
+    @property
+    def answered_correctly(self) -> bool | None:
+        """Answerable, answered, from a gold section among the first 3 citations and with the answer key."""
+        if not self.answerable:
+            return None
+        return not self.abstained and not self.citation_problems and (
+            not self.gold_sections or m.hit_at(self.citation_rank, 3)
+        ) and self.key_match is not False
 
     @property
     def passed(self) -> bool:
@@ -322,7 +339,16 @@ def score_response(item: QAItem, response: dict, latency_ms: float, passage_text
         citation_problems=m.citation_problems(answer, abstained, citations, texts),
         gold_sections=[list(s) for s in item.gold_sections],
     )
+    abstention = response.get("abstention") or {}
+    result.abstention_reason = abstention.get("reason")
+    result.abstention_message = abstention.get("message") or ""
+    result.corpus = item.corpus
+    if item.missing and result.abstention_reason:
+        said = " ".join([result.abstention_message, *abstention.get("missing", [])]).casefold()
+        result.names_missing = any(_stem_in(part, said) for part in item.missing)
     problems = list(result.citation_problems)
+    if item.kind == "partial" and not abstained and result.abstention_reason != "partial":
+        problems.append("a partial answer not marked as partial")
     if item.answerable:
         if abstained:
             problems.append("abstained on an answerable question")
@@ -336,6 +362,15 @@ def score_response(item: QAItem, response: dict, latency_ms: float, passage_text
         problems.append(f"answered an unanswerable ({item.kind}) question")
     result.problems = problems
     return result
+
+
+def _stem_in(phrase: str, text: str) -> bool:
+    """Whether the words of ``phrase`` occur in ``text`` (compared as BM25 terms, so "astronauts" meets "astronaut")."""
+    from rag.lexical import analyze
+
+    words = set(analyze(text))
+    terms = analyze(phrase)
+    return bool(terms) and all(t in words for t in terms)
 
 
 def run_questions(
@@ -387,6 +422,16 @@ def summarise(results: Sequence[QAResult]) -> dict:
     for kind in UNANSWERABLE_KINDS:
         summary[f"{kind}_abstained"] = _share([r.abstained for r in unanswerable if r.kind == kind])
     summary["answerable_abstained"] = _share([r.abstained for r in answerable if r.error is None])
+    summary["answered_correctly"] = _share([bool(r.answered_correctly) for r in answerable if r.error is None])
+    partial = [r for r in results if r.kind == "partial" and r.error is None]
+    summary["partial_marked"] = _share([r.abstention_reason == "partial" for r in partial])
+    named = [r.names_missing for r in results if r.names_missing is not None]
+    summary["abstention_names_missing"] = _share(named)
+    reasons: dict[str, int] = {}
+    for r in unanswerable:
+        if r.abstained:
+            reasons[r.abstention_reason or "unknown"] = reasons.get(r.abstention_reason or "unknown", 0) + 1
+    summary["abstention_reasons"] = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-"
     summary["latency_p50_ms"] = round(m.percentile(latencies, 50), 2)
     summary["latency_p95_ms"] = round(m.percentile(latencies, 95), 2)
     summary["passed"] = _share([r.passed for r in results])

@@ -22,12 +22,31 @@ from typing import Protocol
 
 import numpy as np
 
+from rag.answerability import AnswerabilityModel, Evidence, Verdict, defined_acronyms, features, judge, message
 from rag.errors import QueryError
 from rag.faults import checkpoint
 from rag.lexical import STOPWORDS, analyze, fold
+from rag.question import YESNO, QuestionAnalysis, analyze_question, question_parts
 from rag.retrieve import Filters, Retriever, SearchResult
 
 ABSTAIN_MESSAGE = "The corpus does not cover this question, so there is no cited answer to give."
+NEEDS_CONTEXT_MESSAGE = (
+    "This question refers to something said before it; ask it in full (name what “{word}” stands for)."
+)
+REFERENCES_MESSAGE = (
+    "The articles list this only among their sources and references, which are not quoted as answers; "
+    "see the related passages."
+)
+
+# Sections that list sources rather than state facts: searchable, never quoted as an answer.
+_REFERENCE_SECTION_RE = re.compile(
+    r"\b(?:references?|bibliograph\w*|sources|further\s+reading|external\s+links|see\s+also|works\s+cited|literature|notes)\b",
+    re.I,
+)
+# A bibliography entry: 'Author, First. "Title." Venue, 2023.'
+_CITATION_ENTRY_RE = re.compile(r"^\s*(?:\d{1,3}[.)]\s+)?[^\s\"“]+,\s[^\"“]{1,80}[.\"“].*\b(?:1[5-9]|20)\d{2}\b[^\w]*$", re.S)
+_LIST_PREFIX_RE = re.compile(r"\s*(?:\d{1,3}[.)]|[-*\u2022])\s+")
+_LABEL_RE = re.compile(r"^\s*(?:\d{1,3}[.)]\s+)?([^:\n]{2,80}):\s")
 
 _MARKER_RE = re.compile(r"\[(\d+)\]")
 _WS_RE = re.compile(r"\s+")
@@ -55,6 +74,9 @@ class AnswerConfig:
     abstain_threshold: float = 0.24  # below this support the service abstains
     min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know
     max_history: int = 5
+    answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answerability.py)
+    extra_probability: float = 0.5  # sentences after the first must be this likely to answer, too
+    yes_no_sentences: int = 2  # a yes/no question is settled by its best quote, and one more at most
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,16 @@ class AnswerSentence:
     citations: tuple[int, ...]  # the n of each citation it rests on
 
 
+@dataclass(frozen=True)
+class Abstention:
+    """Why the service did not answer (or answered only part): machine-readable and as a sentence."""
+
+    reason: str  # off_topic | not_mentioned | not_answered | references_only | needs_context | partial
+    message: str
+    missing: tuple[str, ...] = ()  # what the question asks that the passages do not contain, as asked
+    mentioned: tuple[str, ...] = ()  # names of the question that the passages do contain
+
+
 @dataclass
 class Answer:
     question: str
@@ -86,6 +118,7 @@ class Answer:
     support: float
     search_query: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    abstention: Abstention | None = None  # set when abstained, and for a partial answer
 
 
 @dataclass
@@ -95,6 +128,7 @@ class Retrieval:
     qvec: np.ndarray | None
     results: list[SearchResult]
     timings_ms: dict[str, float]
+    history: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,6 +140,8 @@ class _Candidate:
     cosine: float
     coverage: float
     vector: np.ndarray | None
+    passage_cosine: float = 0.0
+    unit: int = -1  # row of index.sentence_spans, when stored
 
 
 class Generator(Protocol):
@@ -222,13 +258,14 @@ class AnswerService:
         t1 = time.perf_counter()
         results = self.retriever.search(query, k=top_k, mode=mode, filters=filters, query_vector=qvec)
         t2 = time.perf_counter()
-        return Retrieval(question, query, qvec, results, {"encode": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000})
+        timings = {"encode": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
+        return Retrieval(question, query, qvec, results, timings, tuple(history))
 
     def finish(self, retrieval: Retrieval) -> Answer:
         """Second half of :meth:`ask`: compose the cited answer from retrieved passages."""
         t0 = time.perf_counter()
         checkpoint("compose")
-        answer = self.compose(retrieval.question, retrieval.query, retrieval.qvec, retrieval.results)
+        answer = self.compose(retrieval.question, retrieval.query, retrieval.qvec, retrieval.results, retrieval.history)
         timings = {**retrieval.timings_ms, "compose": (time.perf_counter() - t0) * 1000}
         timings["total"] = sum(timings.values())
         answer.timings_ms = {k: round(v, 2) for k, v in timings.items()}
@@ -290,7 +327,7 @@ class AnswerService:
         passage_cover = (passage_hits @ weights) / total if terms else np.zeros(len(results))
 
         if qvec is None:
-            out = [_Candidate(i, s, e, float(c), 0.0, float(c), None) for (i, s, e), c in zip(pending, covers)]
+            out = [_Candidate(i, s, e, float(c), 0.0, float(c), None, 0.0, units[n]) for n, ((i, s, e), c) in enumerate(zip(pending, covers))]
             return out, float(max(passage_cover, default=0.0))
 
         if any(v is None for v in vectors):
@@ -317,8 +354,9 @@ class AnswerService:
         norms = np.linalg.norm(mixed, axis=1)
         contextual = (mixed @ query) / np.where(norms == 0, 1.0, norms)
         scores = cfg.dense_weight * contextual + cfg.lexical_weight * covers
+        passage_cosines = passage_vectors @ qvec
         out = [
-            _Candidate(i, s, e, float(score), float(cos), float(cover), unit_vectors[n])
+            _Candidate(i, s, e, float(score), float(cos), float(cover), unit_vectors[n], float(passage_cosines[i]), units[n])
             for n, ((i, s, e), score, cos, cover) in enumerate(zip(pending, scores, cosines, covers))
         ]
         best_cosine = max(0.0, float(cosines.max()))
@@ -340,41 +378,159 @@ class AnswerService:
                 known += 1
         return known / len(words)
 
-    def compose(self, question: str, query: str, qvec: np.ndarray | None, results: list[SearchResult]) -> Answer:
+    def compose(
+        self, question: str, query: str, qvec: np.ndarray | None, results: list[SearchResult], history: Sequence[str] = ()
+    ) -> Answer:
+        """The cited answer, a partial answer that says what is missing, or an abstention with its reason."""
         cfg = self.config
+
+        def abstain(reason: str, text: str, support: float = 0.0, missing=(), mentioned=()) -> Answer:
+            why = Abstention(reason, text, tuple(missing), tuple(mentioned))
+            return Answer(question, text, True, [], [], results, round(support, 4), query, abstention=why)
+
+        if not history and (word := dangling_reference(question)):
+            return abstain("needs_context", NEEDS_CONTEXT_MESSAGE.format(word=word))
         candidates, support = self._candidates(query, qvec, results)
         if not candidates or support < cfg.abstain_threshold or self.known_share(question) < cfg.min_known_words:
-            return Answer(question, ABSTAIN_MESSAGE, True, [], [], results, round(support, 4), query)
+            return abstain("off_topic", ABSTAIN_MESSAGE, support)
 
-        ranked = sorted(candidates, key=lambda c: (-c.score, c.row, c.start))
-        best = ranked[0].score
+        citable = [c for c in candidates if not _is_reference(results[c.row].chunk, results[c.row].chunk.text[c.start : c.end])]
+        evidence = self._evidence(citable, results)
+        # Follow-ups are judged on what was searched (the question in the context of the one before).
+        asked = query if query != question else question
+        parts = [analyze_question(p) for p in question_parts(asked)]
+        verdicts = [self._judge(part, evidence) for part in parts]
+        answered = [(part, v) for part, v in zip(parts, verdicts) if v.answerable]
+        if not answered:
+            if self._judge(parts[0], self._evidence(candidates, results)).answerable:
+                return abstain("references_only", REFERENCES_MESSAGE, support)
+            part, verdict = parts[0], verdicts[0]
+            return abstain(verdict.reason, message(part, verdict.reason, verdict.missing, verdict.mentioned), support, verdict.missing, verdict.mentioned)
+
+        chosen = self._choose(citable, results, answered, parts[0].expects == YESNO and len(parts) == 1)
+        answer = self._cite(question, query, chosen, results, support, lead_first=parts[0].expects == YESNO)
+        unanswered = [(part, v) for part, v in zip(parts, verdicts) if not v.answerable]
+        if unanswered and not answer.abstained:
+            notes = [message(p, v.reason, v.missing, v.mentioned) for p, v in unanswered]
+            missing = tuple(m for _, v in unanswered for m in v.missing)
+            answer.abstention = Abstention("partial", " ".join(notes), missing, tuple(m for _, v in unanswered for m in v.mentioned))
+        return answer
+
+    def answerability_features(self, question: str, *, top_k: int = 5, mode: str = "hybrid"):
+        """For fitting (``rag eval fit-answerability``): the features of every citable unit for ``question``
+        as asked alone, with the units' texts and breadcrumbs. Empty when the off-topic gates abstain."""
+        retrieval = self.retrieve(question, top_k=top_k, mode=mode)
+        candidates, support = self._candidates(retrieval.query, retrieval.qvec, retrieval.results)
+        if not candidates or support < self.config.abstain_threshold or self.known_share(question) < self.config.min_known_words:
+            return np.zeros((0, len(AnswerabilityModel.FEATURES))), []
+        results = retrieval.results
+        citable = [c for c in candidates if not _is_reference(results[c.row].chunk, results[c.row].chunk.text[c.start : c.end])]
+        part = analyze_question(question)
+        terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
+        idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
+        x, _ = features(part, self._evidence(citable, results), idf, self._acronyms())
+        units = [(results[c.row].chunk.text[c.start : c.end], results[c.row].chunk.section) for c in citable]
+        return x, units
+
+    def _evidence(self, candidates: list[_Candidate], results: list[SearchResult]) -> list[Evidence]:
+        index = self.index
+        passage_terms = [self._passage_terms(r) for r in results]
+        headings = [frozenset(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else frozenset() for r in results]
+        out = []
+        for c in candidates:
+            text = results[c.row].chunk.text[c.start : c.end]
+            if index.sentence_terms is not None and c.unit >= 0:
+                terms = self._terms_of(index.sentence_terms.row(c.unit))
+            else:
+                terms = frozenset(analyze(text))
+            out.append(Evidence(text, terms | headings[c.row], passage_terms[c.row], c.cosine, c.passage_cosine))
+        return out
+
+    def _passage_terms(self, result: SearchResult) -> frozenset[str]:
+        chunk = result.chunk
+        index = self.index
+        row = index.row_of.get(chunk.id)
+        if index.chunk_terms is not None and row is not None:
+            terms = self._terms_of(index.chunk_terms.row(row))
+        else:
+            terms = frozenset(analyze(chunk.text + " " + " ".join(chunk.section)))
+        return terms | frozenset(analyze(chunk.title))
+
+    def _terms_of(self, ids: np.ndarray) -> frozenset[str]:
+        index = self.index
+        names = getattr(index, "_term_names", None)
+        if names is None:
+            vocabulary = index.lexical.vocabulary()
+            names = [""] * (max(vocabulary.values(), default=-1) + 1)
+            for term, i in vocabulary.items():
+                names[i] = term
+            index._term_names = names
+        return frozenset(names[int(i)] for i in ids)
+
+    def _acronyms(self) -> dict:
+        index = self.index
+        table = getattr(index, "_acronyms", None)
+        if table is None:
+            table = index._acronyms = defined_acronyms([c.text for c in index.chunks])
+        return table
+
+    def _judge(self, part: QuestionAnalysis, evidence: list[Evidence]) -> Verdict:
+        terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
+        idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
+        return judge(part, evidence, idf, self._acronyms(), self.config.answerability)
+
+    def _choose(
+        self, citable: list[_Candidate], results: list[SearchResult], answered: list[tuple[QuestionAnalysis, Verdict]], yes_no: bool
+    ) -> list[_Candidate]:
+        """The units to quote: each answered part's best unit first, then the strongest others that answer too."""
+        cfg = self.config
+        limit = min(cfg.max_sentences, cfg.yes_no_sentences) if yes_no else cfg.max_sentences
         chosen: list[_Candidate] = []
-        for cand in ranked:
-            if len(chosen) >= cfg.max_sentences:
-                break
-            if chosen and cand.score < best * cfg.relative_cutoff:
-                break
-            if any(c.row == cand.row and c.start < cand.end and cand.start < c.end for c in chosen):
-                continue
-            if cand.vector is not None and any(
-                c.vector is not None and float(c.vector @ cand.vector) >= cfg.redundancy for c in chosen
-            ):
-                continue
-            chosen.append(cand)
+        labels: set[str] = set()
 
-        # Reading order: passages by their best sentence, sentences in the passage's own order.
-        first_rank = {}
+        def take(cand: _Candidate) -> None:
+            if len(chosen) >= limit or any(c.row == cand.row and c.start < cand.end and cand.start < c.end for c in chosen):
+                return
+            if cand.vector is not None and any(c.vector is not None and float(c.vector @ cand.vector) >= cfg.redundancy for c in chosen):
+                return
+            label = _label(results[cand.row].chunk.text[cand.start : cand.end])
+            if label and label in labels:  # the same item ("1967 Outer Space Treaty: ...") described twice
+                return
+            chosen.append(cand)
+            if label:
+                labels.add(label)
+
+        for _, verdict in answered:
+            take(citable[verdict.best])
+        best = max(c.score for c in chosen)
+        ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
+        for n in ranked:
+            cand = citable[n]
+            if cand.score < best * cfg.relative_cutoff:
+                break
+            if all(v.probabilities[n] >= cfg.extra_probability and v.names_ok[n] for _, v in answered[:1]):
+                take(cand)
+        return chosen
+
+    def _cite(self, question, query, chosen: list[_Candidate], results, support: float, lead_first: bool) -> Answer:
+        # Reading order: passages by their best sentence, sentences in the passage's own order; a yes/no
+        # question leads with the quote that settles it.
+        first_rank: dict[int, int] = {}
         for pos, cand in enumerate(chosen):
             first_rank.setdefault(cand.row, pos)
-        chosen.sort(key=lambda c: (first_rank[c.row], c.start))
+        lead = chosen[0]
+        chosen = sorted(chosen, key=lambda c: (not (lead_first and c is lead), first_rank[c.row], c.start))
 
         evidence: list[Citation] = []
         sentences: list[AnswerSentence] = []
         for cand in chosen:
             chunk = results[cand.row].chunk
-            quote = chunk.text[cand.start : cand.end]
+            start = cand.start
+            if (prefix := _LIST_PREFIX_RE.match(chunk.text, start, cand.end)) and prefix.end() < cand.end:
+                start = prefix.end()  # list numbering never starts an answer sentence
+            quote = chunk.text[start : cand.end]
             n = len(evidence) + 1
-            evidence.append(Citation(n, chunk.id, chunk.title, chunk.section, chunk.url, quote, cand.start, cand.end))
+            evidence.append(Citation(n, chunk.id, chunk.title, chunk.section, chunk.url, quote, start, cand.end))
             sentences.append(AnswerSentence(f"{_answer_text(quote)} [{n}]", (n,)))
 
         text = " ".join(s.text for s in sentences)
@@ -388,3 +544,31 @@ class AnswerService:
                 pass
         text, evidence = renumber(text, evidence)
         return Answer(question, text, False, evidence, sentences, results, round(support, 4), query)
+
+
+def _label(text: str) -> str:
+    """The item a list entry describes ("1967 Outer Space Treaty" in "1. 1967 Outer Space Treaty: ..."), folded."""
+    m = _LABEL_RE.match(text)
+    return " ".join(analyze(m.group(1))) if m else ""
+
+
+def _is_reference(chunk, text: str) -> bool:
+    """Whether a unit lists a source (a references section, or a bibliography-shaped entry)."""
+    if any(_REFERENCE_SECTION_RE.search(h) for h in chunk.section[1:]):
+        return True
+    return bool(_CITATION_ENTRY_RE.match(text))
+
+
+def dangling_reference(question: str) -> str | None:
+    """The pronoun a question leans on when it cannot stand alone ("And who took part in it?" -> "it")."""
+    words = _WORD_RE.findall(question)
+    if not words:
+        return None
+    content = analyze(question)
+    names = [w for w in words[1:] if w[:1].isupper() or (len(w) > 1 and w.isupper())]
+    pronouns = [w for w in words if w.casefold() in _ANAPHORA - {"there", "this", "that", "these", "those", "such"}]
+    if names or not pronouns:
+        return None
+    if _CONNECTIVE_RE.match(question) or len(content) <= 3:
+        return pronouns[-1]
+    return None

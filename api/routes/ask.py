@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import ClientDep, ServiceDep, StateDep
-from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
+from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AbstentionModel, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
 from rag.errors import QueryError
 from rag.retrieve import Filters
 
@@ -20,7 +20,9 @@ With `Accept: text/event-stream` the answer streams as server-sent events, in th
 
 * `passages`: `{"question", "search_query", "passages": [...]}` once retrieval is done;
 * `sentence`: `{"index", "text", "citations": [...]}` for each answer sentence, with the citations its markers name;
-* `abstained`: `{"message"}` instead of sentences when the corpus does not cover the question;
+* `abstained`: `{"message", "reason", "missing", "mentioned"}` instead of sentences when the corpus does not
+  cover the question (`reason` as in the JSON body's `abstention`);
+* `partial`: `{"message", "reason", "missing", "mentioned"}` after the sentences when they answer only part of it;
 * `done`: the complete answer, exactly the JSON body `POST /ask` returns without streaming.
 
 A failure after the stream has started arrives as `error`: `{"detail"}`.
@@ -63,12 +65,15 @@ async def _stream(body: AskRequest, kwargs: dict, service, state):
         }
         answer = await state.run(service.finish, retrieval)
         state.metrics.answers.labels(outcome="abstained" if answer.abstained else "answered").inc()
+        why = AbstentionModel.of(answer.abstention)
         if answer.abstained:
-            yield {"event": "abstained", "data": _json({"message": answer.answer})}
+            yield {"event": "abstained", "data": why.model_dump_json() if why else _json({"message": answer.answer})}
         by_n = {c.n: c for c in answer.citations}
         for i, sentence in enumerate(answer.sentences):
             event = SentenceEvent(index=i, text=sentence.text, citations=[CitationModel.of(by_n[n]) for n in sentence.citations])
             yield {"event": "sentence", "data": event.model_dump_json()}
+        if why is not None and not answer.abstained:
+            yield {"event": "partial", "data": why.model_dump_json()}
         yield {"event": "done", "data": AskResponse.of(answer).model_dump_json()}
     except QueryError as exc:
         yield {"event": "error", "data": _json({"detail": str(exc)})}

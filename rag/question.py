@@ -1,0 +1,164 @@
+"""What a question asks for: its focus (names, numbers, rare content words), the kind of answer it
+expects (a date, a quantity, an agent, a yes or no), and its parts when it asks two things at once.
+
+Pure functions over text. Answerability (rag/answerability.py) holds the evidence against this.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.lexical import STOPWORDS, analyze, fold
+
+_WORD_RE = re.compile(r"[\w'’.-]*\w", re.UNICODE)
+
+# Words that frame a question without being what it asks about ("according to the article, ...").
+FRAME_WORDS = frozenset(
+    """
+    according article articles text document documents corpus passage passages source sources mention mentions
+    mentioned say says said describe described describes explain explains explained tell name named list listed
+    give given kind kinds type types example examples main key role way ways sort mean means meaning
+    refer refers referred called call considered consider regarded regard also exactly specifically actually
+    """.split()
+)
+# Function words that bm25's stop list keeps but that never carry a question's focus.
+FUNCTION_WORDS = frozenset(
+    """
+    who whom whose what which when where why how is are was were be been being do does did done can could will
+    would should shall has have had may might must its it it's their them they he she his her him we our you your
+    i me my this that these those there here many much some any each every all both either neither other another
+    such very more most less least one ones thing things something anything did doing get got make made
+    """.split()
+)
+_FRAME_TERMS = frozenset(t for w in FRAME_WORDS for t in analyze(w))
+
+# Capitalised words that start a question without naming anything.
+_QUESTION_OPENERS = frozenset(
+    """
+    who whom whose what which when where why how is are was were do does did can could will would should shall
+    has have had may might must in on at for from by to according name list give tell describe explain
+    and but so then please
+    """.split()
+)
+_CONNECTORS = frozenset({"of", "for", "the", "and", "on", "de", "du", "der", "la", "le", "von", "van", "&", "-"})
+_AUXILIARIES = frozenset("is are was were do does did can could will would should shall has have had may might must".split())
+
+DATE, QUANTITY, AGENT, PLACE, YESNO = "date", "quantity", "agent", "place", "yes/no"
+
+_EXPECTS = (
+    (DATE, re.compile(r"^\s*(?:since\s+)?when\b|\b(?:what|which)\s+(?:year|years|date|day|month|decade|century)\b|\bhow\s+long\s+ago\b", re.I)),
+    (
+        QUANTITY,
+        re.compile(
+            r"\bhow\s+(?:many|much|large|big|long|far|old|high|fast|heavy)\b"
+            r"|\bwhat\s+(?:is|was|are|were)\s+the\s+(?:number|amount|cost|budget|price|value|size|share|percentage|total|population|mass|length)\b"
+            r"|\bwhat\s+(?:number|amount|percentage|share|proportion|fraction)\b",
+            re.I,
+        ),
+    ),
+    (AGENT, re.compile(r"^\s*(?:who|whom|whose)\b|\b(?:by\s+whom|who)\b", re.I)),
+    (PLACE, re.compile(r"^\s*where\b|\bin\s+(?:which|what)\s+(?:city|country|place|location)\b", re.I)),
+)
+
+_SPLIT_RE = re.compile(
+    r"\?\s+(?=\S)|[;,]?\s+and\s+(?=(?:who|whom|whose|what|which|when|where|why|how|is|are|was|were|does|did|do|can)\b)",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Focus:
+    """One thing the question is about: a name, a number or a content word, as written and as terms."""
+
+    text: str  # as the question writes it ("Japan", "astronauts")
+    terms: tuple[str, ...]  # analysed terms (see rag.lexical.analyze)
+    kind: str  # "name", "number" or "word"
+
+
+@dataclass(frozen=True)
+class QuestionAnalysis:
+    question: str
+    expects: str | None  # DATE, QUANTITY, AGENT, PLACE, YESNO or None
+    focus: tuple[Focus, ...]
+
+    @property
+    def names(self) -> tuple[Focus, ...]:
+        return tuple(f for f in self.focus if f.kind in ("name", "number"))
+
+    @property
+    def words(self) -> tuple[Focus, ...]:
+        return tuple(f for f in self.focus if f.kind == "word")
+
+
+def expected_answer(question: str) -> str | None:
+    """The kind of answer a question asks for, from its wording (None when any statement may answer)."""
+    for kind, pattern in _EXPECTS:
+        if pattern.search(question):
+            return kind
+    first = _WORD_RE.search(question)
+    if first and first.group().casefold() in _AUXILIARIES:
+        return YESNO
+    return None
+
+
+def _names(question: str) -> list[tuple[int, int]]:
+    """Spans of names: runs of capitalised words or acronyms ("Outer Space Treaty", "NASA", "Türkiye's")."""
+    words = list(_WORD_RE.finditer(question))
+    spans: list[tuple[int, int]] = []
+    run: list[re.Match] = []
+
+    def close() -> None:
+        while run and run[-1].group().casefold() in _CONNECTORS:
+            run.pop()
+        if run:
+            spans.append((run[0].start(), run[-1].end()))
+        run.clear()
+
+    for i, m in enumerate(words):
+        word = m.group()
+        capital = word[:1].isupper() or (any(c.isupper() for c in word[1:]) and not word.islower())
+        opener = i == 0 and word.casefold() in _QUESTION_OPENERS
+        if capital and not opener and not (word.casefold() in STOPWORDS and not word.isupper()):
+            run.append(m)
+        elif run and word.casefold() in _CONNECTORS:
+            run.append(m)
+        else:
+            close()
+    close()
+    return spans
+
+
+def analyze_question(question: str) -> QuestionAnalysis:
+    """Focus and expected answer of ``question``."""
+    focus: list[Focus] = []
+    taken: set[str] = set()
+    covered = [False] * len(question)
+    for start, end in _names(question):
+        text = question[start:end].rstrip("'’s") if question[start:end].endswith(("'s", "’s")) else question[start:end]
+        terms = tuple(t for t in analyze(text) if t not in _FRAME_TERMS)
+        if terms:
+            kind = "number" if all(t.isdigit() for t in terms) else "name"
+            focus.append(Focus(text, terms, kind))
+            taken.update(terms)
+        for i in range(start, end):
+            covered[i] = True
+    for m in _WORD_RE.finditer(question):
+        if covered[m.start()]:
+            continue
+        word = m.group().strip(".-'’")
+        if not word or fold(word) in STOPWORDS or fold(word) in FUNCTION_WORDS:
+            continue
+        terms = tuple(t for t in analyze(word) if t not in _FRAME_TERMS and t not in taken)
+        if not terms:
+            continue
+        taken.update(terms)
+        focus.append(Focus(word, terms, "number" if word.isdigit() else "word"))
+    return QuestionAnalysis(question, expected_answer(question), tuple(focus))
+
+
+def question_parts(question: str) -> list[str]:
+    """The separate questions in one ("When was NASA founded and who leads it?" -> two), else ``[question]``."""
+    pieces = [p.strip(" ,;?") for p in _SPLIT_RE.split(question.strip())]
+    pieces = [p for p in pieces if len(analyze(p)) >= 1]
+    return pieces if len(pieces) > 1 else [question]

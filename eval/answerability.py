@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from eval.qa import QAItem
-from rag.answerability import AnswerabilityModel
+from rag.answerability import STRICT_TYPES, AnswerabilityModel
+from rag.question import analyze_question
 
 
 @dataclass
@@ -45,8 +46,17 @@ def collect(service, items: Sequence[QAItem], *, top_k: int = 5) -> list[Questio
 
 
 def best_scores(model: AnswerabilityModel, rows: Sequence[QuestionRows]) -> np.ndarray:
-    """Each question's best unit probability (0 when the off-topic gates already abstain)."""
-    return np.array([float(model.probability(r.x).max()) if len(r.x) else 0.0 for r in rows])
+    """Each question's best unit probability, as the service computes it (0 when the off-topic gates abstain)."""
+    out = []
+    for r in rows:
+        if not len(r.x):
+            out.append(0.0)
+            continue
+        p = model.probability(r.x)
+        if analyze_question(r.item.question).expects in STRICT_TYPES:
+            p = np.where(r.x[:, AnswerabilityModel.FEATURES.index("answer_type")] > 0, p, 0.0)
+        out.append(float(p.max()))
+    return np.array(out)
 
 
 @dataclass(frozen=True)
@@ -105,16 +115,69 @@ def fit(rows: Sequence[QuestionRows], *, max_false_abstention: float = 0.02, reg
 
 
 def choose_threshold(model: AnswerabilityModel, rows: Sequence[QuestionRows], max_false_abstention: float) -> float:
-    """The highest threshold whose false abstentions on answerable questions stay within the limit."""
+    """The highest threshold whose false abstentions on answerable questions stay within half the limit:
+    a threshold set at the limit on the fitting questions overshoots it on new ones."""
     scores = best_scores(model, rows)
     answerable = np.array([r.item.answerable for r in rows])
     ok = np.sort(scores[answerable & (scores > 0)])
     if not len(ok):
         return model.threshold
-    allowed = int(np.floor(max_false_abstention * answerable.sum()))
+    allowed = int(np.floor(max_false_abstention * answerable.sum() / 2))
     # abstaining below ok[allowed] loses exactly `allowed` answerable questions; sit just under it
     return round(float(ok[min(allowed, len(ok) - 1)]) - 1e-4, 4)
 
 
 def describe(model: AnswerabilityModel) -> dict:
     return {k: v for k, v in asdict(model).items()}
+
+
+@dataclass(frozen=True)
+class Handling:
+    """What the whole answer service does with a question set at one setting."""
+
+    confident: float
+    min_credit: float
+    answerable: int
+    false_abstentions: int
+    marked_partial: int  # answerable questions answered with a "not covered" note
+    near_domain: int
+    near_domain_handled: int  # abstained, or answered with a note that names the missing part
+
+    @property
+    def handled_rate(self) -> float:
+        return self.near_domain_handled / self.near_domain if self.near_domain else 0.0
+
+    @property
+    def partial_rate(self) -> float:
+        return self.marked_partial / self.answerable if self.answerable else 0.0
+
+
+def handling(service, items: Sequence[QAItem], model: AnswerabilityModel, *, top_k: int = 5) -> Handling:
+    """Ask every question through the service with ``model`` and count outcomes (partial questions left out)."""
+    from eval.qa import InProcessAsker, run_questions
+
+    service.config = replace(service.config, answerability=model)
+    results = run_questions([i for i in items if i.kind != "partial"], InProcessAsker(None, top_k=top_k, service=service), progress=False)
+    answerable = [r for r in results if r.answerable]
+    near = [r for r in results if r.kind == "near-domain"]
+    return Handling(
+        confident=model.confident,
+        min_credit=model.min_credit,
+        answerable=len(answerable),
+        false_abstentions=sum(r.abstained for r in answerable),
+        marked_partial=sum((not r.abstained) and r.abstention_reason == "partial" for r in answerable),
+        near_domain=len(near),
+        near_domain_handled=sum(r.abstained or (r.abstention_reason == "partial" and bool(r.names_missing)) for r in near),
+    )
+
+
+def choose_confident(
+    service, items: Sequence[QAItem], model: AnswerabilityModel, *, max_partial: float, credits: Sequence[float] = (0.5, 0.6, 0.7)
+) -> tuple[AnswerabilityModel, list[Handling]]:
+    """The ``confident`` level and ``min_credit`` that handle most near-domain questions while at most
+    ``max_partial`` of the answerable ones carry a "not covered" note (ties: the setting that notes less)."""
+    levels = [round(model.threshold + (1 - model.threshold) * f, 4) for f in (0, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95)]
+    tried = [handling(service, items, replace(model, confident=c, min_credit=m)) for m in credits for c in levels]
+    ok = [h for h in tried if h.partial_rate <= max_partial] or tried[:1]
+    best = max(ok, key=lambda h: (h.near_domain_handled, -h.marked_partial, -h.confident))
+    return replace(model, confident=best.confident, min_credit=best.min_credit), tried

@@ -212,6 +212,9 @@ def fit_answerability_command(
     max_false_abstention: Annotated[
         float, typer.Option("--max-false-abstention", min=0, max=0.5, help="Share of answerable fitting questions allowed to abstain.")
     ] = 0.02,
+    max_partial: Annotated[
+        float, typer.Option("--max-partial", min=0, max=1, help="Share of answerable fitting questions allowed a 'not covered' note.")
+    ] = 0.2,
     index_dir: IndexDirOpt = None,
     k: TopKOpt = 5,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the fitted model and figures as JSON too.")] = None,
@@ -230,12 +233,13 @@ def fit_answerability_command(
     fit_items = [item for path in fit_sets for item in qa.load_question_set(path)]
     rows = fa.collect(service, fit_items, top_k=k)
     model = fa.fit(rows, max_false_abstention=max_false_abstention)
-    report = {"model": asdict(model), "fit": asdict(fa.outcome(model, rows))}
-    lines = [f"fitted on {len(rows)} questions: {model}", f"  fit:      {fa.outcome(model, rows)}"]
+    model, tried = fa.choose_confident(service, fit_items, model, max_partial=max_partial)
+    report = {"model": asdict(model), "fit": asdict(fa.handling(service, fit_items, model)), "grid": [asdict(h) for h in tried]}
+    lines = [f"fitted on {len(rows)} questions: {model}", f"  fit:      {fa.handling(service, fit_items, model)}"]
     if validate_sets:
-        val = fa.collect(service, [item for path in validate_sets for item in qa.load_question_set(path)], top_k=k)
-        report["validate"] = asdict(fa.outcome(model, val))
-        lines.append(f"  validate: {fa.outcome(model, val)}")
+        val_items = [item for path in validate_sets for item in qa.load_question_set(path)]
+        report["validate"] = asdict(fa.handling(service, val_items, model))
+        lines.append(f"  validate: {fa.handling(service, val_items, model)}")
     typer.echo("\n".join(lines))
     if out:
         write_json(out, {"kind": "answerability-fit", "fit_sets": [str(p) for p in fit_sets], **report})

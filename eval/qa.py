@@ -29,7 +29,7 @@ from rag.errors import RagError
 
 #: The question set that ships with the product (the default of ``rag eval qa``).
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "data" / "qa.jsonl"
-UNANSWERABLE_KINDS = ("off-topic", "near-domain")
+UNANSWERABLE_KINDS = ("off-topic", "near-domain", "references")
 
 
 class ServerError(RagError):
@@ -344,8 +344,8 @@ def score_response(item: QAItem, response: dict, latency_ms: float, passage_text
     result.abstention_message = abstention.get("message") or ""
     result.corpus = item.corpus
     if item.missing and result.abstention_reason:
-        said = " ".join([result.abstention_message, *abstention.get("missing", [])]).casefold()
-        result.names_missing = any(_stem_in(part, said) for part in item.missing)
+        said = " ".join([result.abstention_message, *abstention.get("missing", [])])
+        result.names_missing = names_missing(item.missing, said, abstention.get("mentioned", []))
     problems = list(result.citation_problems)
     if item.kind == "partial" and not abstained and result.abstention_reason != "partial":
         problems.append("a partial answer not marked as partial")
@@ -360,17 +360,36 @@ def score_response(item: QAItem, response: dict, latency_ms: float, passage_text
                 problems.append("answer lacks: " + "; ".join(missing))
     elif not abstained:
         problems.append(f"answered an unanswerable ({item.kind}) question")
+    elif item.kind == "references" and result.abstention_reason not in (None, "references_only"):
+        problems.append(f"a question answered only by the references abstained as {result.abstention_reason}, not references_only")
     result.problems = problems
     return result
 
 
-def _stem_in(phrase: str, text: str) -> bool:
-    """Whether the words of ``phrase`` occur in ``text`` (compared as BM25 terms, so "astronauts" meets "astronaut")."""
+# Words of a "missing" annotation that say what kind of fact is missing, and the wording that names it.
+_KIND_WORDS = {
+    "number": ("how many", "how much"), "count": ("how many",), "amount": ("how much",),
+    "year": ("when",), "date": ("when",), "day": ("when",), "time": ("when",),
+    "place": ("where",), "location": ("where",), "city": ("where",), "reason": ("why",), "cause": ("why",),
+}
+
+
+def names_missing(expected: Sequence[str], message: str, mentioned: Sequence[str]) -> bool:
+    """Whether an abstention message names what an annotation says is missing: one of the annotation's
+    words (as BM25 terms, so "founding" meets "founded") that the message does not call mentioned, or its
+    kind of fact ("number of ..." and "how many")."""
     from rag.lexical import analyze
 
-    words = set(analyze(text))
-    terms = analyze(phrase)
-    return bool(terms) and all(t in words for t in terms)
+    said = set(analyze(message))
+    known = {t for m in mentioned for t in analyze(m)}
+    lowered = " ".join(message.casefold().split())
+    for phrase in expected:
+        words = phrase.casefold().split()
+        if any(any(k in lowered for k in _KIND_WORDS.get(w, ())) for w in words):
+            return True
+        if (set(analyze(phrase)) - known - set(analyze(" ".join(_KIND_WORDS)))) & said:
+            return True
+    return False
 
 
 def run_questions(
@@ -427,6 +446,12 @@ def summarise(results: Sequence[QAResult]) -> dict:
     summary["partial_marked"] = _share([r.abstention_reason == "partial" for r in partial])
     named = [r.names_missing for r in results if r.names_missing is not None]
     summary["abstention_names_missing"] = _share(named)
+    near = [r for r in unanswerable if r.kind == "near-domain" and r.error is None]
+    # Handled: abstained, or answered with a "not covered" note that names what is missing.
+    summary["near-domain_handled"] = _share([r.abstained or (r.abstention_reason == "partial" and bool(r.names_missing)) for r in near])
+    summary["answerable_marked_partial"] = _share(
+        [r.abstention_reason == "partial" for r in answerable if r.error is None and r.kind != "partial"]
+    )
     reasons: dict[str, int] = {}
     for r in unanswerable:
         if r.abstained:

@@ -22,11 +22,11 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.answerability import AnswerabilityModel, Evidence, Verdict, defined_acronyms, features, judge, message
+from rag.answerability import AnswerabilityModel, Evidence, Verdict, defined_acronyms, features, judge, message, uncovered
 from rag.errors import QueryError
 from rag.faults import checkpoint
 from rag.lexical import STOPWORDS, analyze, fold
-from rag.question import YESNO, QuestionAnalysis, analyze_question, question_parts
+from rag.question import YESNO, QuestionAnalysis, analyze_question, content_words, question_parts
 from rag.retrieve import Filters, Retriever, SearchResult
 
 ABSTAIN_MESSAGE = "The corpus does not cover this question, so there is no cited answer to give."
@@ -75,8 +75,8 @@ class AnswerConfig:
     min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know
     max_history: int = 5
     answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answerability.py)
-    extra_probability: float = 0.5  # sentences after the first must be this likely to answer, too
     yes_no_sentences: int = 2  # a yes/no question is settled by its best quote, and one more at most
+    extra_share: float = 0.5  # quotes after the first need this share of the answerability threshold
 
 
 @dataclass(frozen=True)
@@ -398,22 +398,40 @@ class AnswerService:
         evidence = self._evidence(citable, results)
         # Follow-ups are judged on what was searched (the question in the context of the one before).
         asked = query if query != question else question
-        parts = [analyze_question(p) for p in question_parts(asked)]
+        whole = analyze_question(asked)
+        overall = self._judge(whole, evidence)
+        pieces = [analyze_question(p) for p in question_parts(asked)]
+        # A question that asks two things is judged part by part, so that each part is answered or said missing.
+        parts = pieces if len(pieces) > 1 and all(len(p.focus) >= 2 for p in pieces) else []
         verdicts = [self._judge(part, evidence) for part in parts]
-        answered = [(part, v) for part, v in zip(parts, verdicts) if v.answerable]
-        if not answered:
-            if self._judge(parts[0], self._evidence(candidates, results)).answerable:
+        if len(citable) < len(candidates):
+            # the unit that fits the question best lists a source: the articles say this only in their references
+            every = self._judge(whole, self._evidence(candidates, results))
+            best = candidates[every.best] if every.best is not None else None
+            if best is not None and all(best is not c for c in citable) and every.probability > max(overall.probability, 0.05):
                 return abstain("references_only", REFERENCES_MESSAGE, support)
-            part, verdict = parts[0], verdicts[0]
-            return abstain(verdict.reason, message(part, verdict.reason, verdict.missing, verdict.mentioned), support, verdict.missing, verdict.mentioned)
+        answered = [v for v in (overall, *verdicts) if v.answerable]
+        if not answered:
+            return abstain(overall.reason, message(whole, overall.reason, overall.missing, overall.mentioned), support, overall.missing, overall.mentioned)
 
-        chosen = self._choose(citable, results, answered, parts[0].expects == YESNO and len(parts) == 1)
-        answer = self._cite(question, query, chosen, results, support, lead_first=parts[0].expects == YESNO)
-        unanswered = [(part, v) for part, v in zip(parts, verdicts) if not v.answerable]
-        if unanswered and not answer.abstained:
-            notes = [message(p, v.reason, v.missing, v.mentioned) for p, v in unanswered]
-            missing = tuple(m for _, v in unanswered for m in v.missing)
-            answer.abstention = Abstention("partial", " ".join(notes), missing, tuple(m for _, v in unanswered for m in v.mentioned))
+        yes_no = whole.expects == YESNO and not parts
+        chosen = self._choose(citable, results, answered, yes_no)
+        answer = self._cite(question, query, chosen, results, support, lead_first=yes_no)
+        quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
+        notes, missing, mentioned = [], [], []
+        for part, v in zip(parts, verdicts):
+            if not v.answerable:
+                notes.append(message(part, v.reason, v.missing, v.mentioned))
+                missing += v.missing
+                mentioned += v.mentioned
+        if not notes and overall.answerable and overall.probability < cfg.answerability.confident:
+            # answered, but not surely: say which of the question's focus the quotes do not hold
+            gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
+            if gaps:
+                notes.append(message(whole, "partial", gaps, ()))
+                missing += gaps
+        if notes and not answer.abstained:
+            answer.abstention = Abstention("partial", " ".join(notes), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(mentioned)))
         return answer
 
     def answerability_features(self, question: str, *, top_k: int = 5, mode: str = "hybrid"):
@@ -428,7 +446,7 @@ class AnswerService:
         part = analyze_question(question)
         terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
         idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
-        x, _ = features(part, self._evidence(citable, results), idf, self._acronyms())
+        x, _, _ = features(part, self._evidence(citable, results), idf, self._acronyms(), self._word_vectors())
         units = [(results[c.row].chunk.text[c.start : c.end], results[c.row].chunk.section) for c in citable]
         return x, units
 
@@ -443,7 +461,9 @@ class AnswerService:
                 terms = self._terms_of(index.sentence_terms.row(c.unit))
             else:
                 terms = frozenset(analyze(text))
-            out.append(Evidence(text, terms | headings[c.row], passage_terms[c.row], c.cosine, c.passage_cosine))
+            words = content_words(text + " " + (results[c.row].chunk.section[-1] if len(results[c.row].chunk.section) > 1 else ""))
+            chunk = results[c.row].chunk
+            out.append(Evidence(text, terms | headings[c.row], passage_terms[c.row], c.cosine, c.passage_cosine, words, chunk.title + " " + chunk.text))
         return out
 
     def _passage_terms(self, result: SearchResult) -> frozenset[str]:
@@ -477,13 +497,16 @@ class AnswerService:
     def _judge(self, part: QuestionAnalysis, evidence: list[Evidence]) -> Verdict:
         terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
         idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
-        return judge(part, evidence, idf, self._acronyms(), self.config.answerability)
+        return judge(part, evidence, idf, self._acronyms(), self.config.answerability, self._word_vectors())
 
-    def _choose(
-        self, citable: list[_Candidate], results: list[SearchResult], answered: list[tuple[QuestionAnalysis, Verdict]], yes_no: bool
-    ) -> list[_Candidate]:
-        """The units to quote: each answered part's best unit first, then the strongest others that answer too."""
+    def _word_vectors(self) -> _WordVectors | None:
+        return _WordVectors(self.index) if self.index.word_vectors is not None else None
+
+    def _choose(self, citable: list[_Candidate], results: list[SearchResult], answered: list[Verdict], yes_no: bool) -> list[_Candidate]:
+        """The units to quote: for each answering verdict, its best-scoring unit that answers; then the
+        strongest others that are judged to answer at least in part."""
         cfg = self.config
+        model = cfg.answerability
         limit = min(cfg.max_sentences, cfg.yes_no_sentences) if yes_no else cfg.max_sentences
         chosen: list[_Candidate] = []
         labels: set[str] = set()
@@ -493,32 +516,33 @@ class AnswerService:
                 return
             if cand.vector is not None and any(c.vector is not None and float(c.vector @ cand.vector) >= cfg.redundancy for c in chosen):
                 return
-            label = _label(results[cand.row].chunk.text[cand.start : cand.end])
-            if label and label in labels:  # the same item ("1967 Outer Space Treaty: ...") described twice
+            label = _label(results[cand.row].chunk.text[cand.start : cand.end]) if yes_no else ""
+            if label and label in labels:  # a yes/no question: the same item ("1967 Outer Space Treaty: ...") once
                 return
             chosen.append(cand)
             if label:
                 labels.add(label)
 
-        for _, verdict in answered:
-            take(citable[verdict.best])
-        best = max(c.score for c in chosen)
         ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
+        for verdict in answered:
+            take(citable[next(n for n in ranked if verdict.probabilities[n] >= model.threshold)])
+        best = max(c.score for c in chosen)
+        lead = answered[0]
         for n in ranked:
             cand = citable[n]
             if cand.score < best * cfg.relative_cutoff:
                 break
-            if all(v.probabilities[n] >= cfg.extra_probability and v.names_ok[n] for _, v in answered[:1]):
+            if lead.probabilities[n] >= model.threshold * cfg.extra_share:
                 take(cand)
         return chosen
 
-    def _cite(self, question, query, chosen: list[_Candidate], results, support: float, lead_first: bool) -> Answer:
-        # Reading order: passages by their best sentence, sentences in the passage's own order; a yes/no
-        # question leads with the quote that settles it.
-        first_rank: dict[int, int] = {}
-        for pos, cand in enumerate(chosen):
-            first_rank.setdefault(cand.row, pos)
+    def _cite(self, question, query, chosen: list[_Candidate], results, support: float, lead_first: bool = False) -> Answer:
+        # Reading order: passages by their best-scoring sentence, sentences in the passage's own order;
+        # a yes/no question leads with the quote that settles it.
         lead = chosen[0]
+        first_rank: dict[int, int] = {}
+        for pos, cand in enumerate(sorted(chosen, key=lambda c: -c.score)):
+            first_rank.setdefault(cand.row, pos)
         chosen = sorted(chosen, key=lambda c: (not (lead_first and c is lead), first_rank[c.row], c.start))
 
         evidence: list[Citation] = []
@@ -550,6 +574,23 @@ def _label(text: str) -> str:
     """The item a list entry describes ("1967 Outer Space Treaty" in "1. 1967 Outer Space Treaty: ..."), folded."""
     m = _LABEL_RE.match(text)
     return " ".join(analyze(m.group(1))) if m else ""
+
+
+class _WordVectors:
+    """Vectors of single words from the index's embedded word table. A word the corpus does not use has
+    no vector (zeros): embedding it would cost a model call per question, and it is missing anyway."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def vectors(self, words: list[str]) -> np.ndarray:
+        table, rows = self.index.word_vectors, self.index.words or {}
+        dim = table.shape[1] if table is not None else 1
+        out = np.zeros((len(words), dim), dtype=np.float32)
+        for n, word in enumerate(words):
+            if word in rows:
+                out[n] = table[rows[word]]
+        return out
 
 
 def _is_reference(chunk, text: str) -> bool:

@@ -43,6 +43,7 @@ from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNot
 from rag.faults import checkpoint
 from rag.files import file_table, fsync_tree, sha256_file
 from rag.lexical import BM25Params, LexicalIndex, analyze
+from rag.question import content_words
 from rag.sentences import answer_units
 from rag.tokens import ENCODING_NAME
 
@@ -64,6 +65,10 @@ SENTENCE_VECTORS = "sentence_vectors.npy"  # float32, one unit vector per span
 # (folding, tokenising, stemming) the text of every retrieved passage for every question.
 SENTENCE_TERMS = "sentence_terms.npy"  # int32 BM25 term ids of each answer unit, concatenated
 SENTENCE_TERM_OFFSETS = "sentence_term_offsets.npy"  # int64, units + 1: unit i's ids are [off[i], off[i + 1])
+# Words of the corpus embedded alone, so that composing an answer can tell a paraphrase ("banning" for
+# "prohibiting") from a word the passages lack, without a model call for the passages' side.
+WORDS = "words.json"  # distinct content words of the chunks and breadcrumbs (case-folded), in row order
+WORD_VECTORS = "word_vectors.npy"  # float16, one unit vector per word
 CHUNK_TERMS = "chunk_terms.npy"  # the same for whole chunks (breadcrumb included, as BM25 sees them)
 CHUNK_TERM_OFFSETS = "chunk_term_offsets.npy"
 
@@ -405,6 +410,10 @@ def build_index(
             chunk_terms = TermTable.of(analysed, vocabulary)
             sentence_terms = unit_terms(chunks, spans, previous_rows, previous, vocabulary, bm25)
             timings["terms"] = time.perf_counter() - t
+            t = time.perf_counter()
+            words = sorted({w for c in chunks for w in content_words(c.text + " " + " ".join(c.section))})
+            word_vectors, _ = embed_cached(encoder, words, cache, progress=progress, desc="embedding words")
+            timings["embed_words"] = time.perf_counter() - t
 
         build_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         root = builds_dir(index_dir)
@@ -426,6 +435,8 @@ def build_index(
             np.save(tmp / SENTENCE_TERM_OFFSETS, sentence_terms.offsets)
             np.save(tmp / CHUNK_TERMS, chunk_terms.ids)
             np.save(tmp / CHUNK_TERM_OFFSETS, chunk_terms.offsets)
+            (tmp / WORDS).write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
+            np.save(tmp / WORD_VECTORS, np.asarray(word_vectors, dtype=np.float16))
         checkpoint("files-written")
         files = file_table(tmp)
         manifest = {
@@ -458,6 +469,7 @@ def build_index(
                 "tokens": int(sum(c.n_tokens for c in chunks)),
                 "sentences": int(len(spans)),
                 "sentences_embedded": sentences_embedded,
+                "words": len(words) if with_sentences else 0,
             },
             "files": files,
         }
@@ -532,6 +544,8 @@ class Index:
     sentence_first: np.ndarray | None = None  # sentence_spans rows of chunk r are [first[r], first[r+1])
     sentence_terms: TermTable | None = None  # BM25 term ids of each sentence_spans row
     chunk_terms: TermTable | None = None  # BM25 term ids of each chunk
+    words: dict[str, int] | None = None  # content word -> row of word_vectors
+    word_vectors: np.ndarray | None = None  # (n, dim) float16
 
     def __post_init__(self) -> None:
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
@@ -684,6 +698,7 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
     if sentence_spans is not None:
         sentence_terms = _load_terms(build_dir, manifest, (SENTENCE_TERMS, SENTENCE_TERM_OFFSETS), len(sentence_spans), mmap)
         chunk_terms = _load_terms(build_dir, manifest, (CHUNK_TERMS, CHUNK_TERM_OFFSETS), len(chunks), mmap)
+    words, word_vectors = _load_words(build_dir, manifest, mmap)
     expected = manifest.get("counts", {}).get("chunks")
     if not (len(chunks) == len(vectors) == lexical.n_docs == expected):
         raise IndexFormatError(
@@ -703,7 +718,23 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
         sentence_vectors=sentence_vectors,
         sentence_terms=sentence_terms,
         chunk_terms=chunk_terms,
+        words=words,
+        word_vectors=word_vectors,
     )
+
+
+def _load_words(build_dir: Path, manifest: dict, mmap: bool) -> tuple[dict[str, int] | None, np.ndarray | None]:
+    """The embedded word table, or (None, None) for an index built before it was stored."""
+    if WORDS not in manifest.get("files", {}):
+        return None, None
+    try:
+        words = json.loads((build_dir / WORDS).read_text(encoding="utf-8"))
+        vectors = np.load(build_dir / WORD_VECTORS, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"{WORDS}: unreadable word table ({exc.__class__.__name__}); rebuild the index") from None
+    if not isinstance(words, list) or vectors.ndim != 2 or len(words) != len(vectors):
+        raise IndexFormatError(f"{WORD_VECTORS}: does not match {WORDS}; rebuild the index")
+    return {w: i for i, w in enumerate(words)}, vectors
 
 
 __all__ = ["BuildReport", "Index", "RagError", "build_index", "load_index", "read_manifest", "verify_files"]

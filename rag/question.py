@@ -29,6 +29,8 @@ FUNCTION_WORDS = frozenset(
     would should shall has have had may might must its it it's their them they he she his her him we our you your
     i me my this that these those there here many much some any each every all both either neither other another
     such very more most less least one ones thing things something anything did doing get got make made
+    from under after before about into onto over with within without between among through during against
+    toward towards upon via per like near since until off out up down than then too also just only
     """.split()
 )
 _FRAME_TERMS = frozenset(t for w in FRAME_WORDS for t in analyze(w))
@@ -44,7 +46,7 @@ _QUESTION_OPENERS = frozenset(
 _CONNECTORS = frozenset({"of", "for", "the", "and", "on", "de", "du", "der", "la", "le", "von", "van", "&", "-"})
 _AUXILIARIES = frozenset("is are was were do does did can could will would should shall has have had may might must".split())
 
-DATE, QUANTITY, AGENT, PLACE, YESNO = "date", "quantity", "agent", "place", "yes/no"
+DATE, QUANTITY, AGENT, PLACE, REASON, YESNO = "date", "quantity", "agent", "place", "reason", "yes/no"
 
 _EXPECTS = (
     (DATE, re.compile(r"^\s*(?:since\s+)?when\b|\b(?:what|which)\s+(?:year|years|date|day|month|decade|century)\b|\bhow\s+long\s+ago\b", re.I)),
@@ -53,13 +55,18 @@ _EXPECTS = (
         re.compile(
             r"\bhow\s+(?:many|much|large|big|long|far|old|high|fast|heavy)\b"
             r"|\bwhat\s+(?:is|was|are|were)\s+the\s+(?:number|amount|cost|budget|price|value|size|share|percentage|total|population|mass|length)\b"
-            r"|\bwhat\s+(?:number|amount|percentage|share|proportion|fraction)\b",
+            r"|\bwhat\s+(?:number|amount|percentage|share|proportion|fraction)\b"
+            r"|\b(?:budget|cost|price|population|percentage|revenue|funding|salary|distance|speed|mass|weight)s?\b",
             re.I,
         ),
     ),
     (AGENT, re.compile(r"^\s*(?:who|whom|whose)\b|\b(?:by\s+whom|who)\b", re.I)),
     (PLACE, re.compile(r"^\s*where\b|\bin\s+(?:which|what)\s+(?:city|country|place|location)\b", re.I)),
+    (REASON, re.compile(r"^\s*why\b|\bfor\s+what\s+reason\b|\bwhat\s+(?:was|is|were|are)\s+the\s+reasons?\b", re.I)),
 )
+
+_HEAD_RE = re.compile(r"\b(?:which|what|how\s+many|how\s+much)\s+(?:of\s+the\s+)?([A-Za-z][\w-]*)", re.I)
+_NOT_HEADS = frozenset("is are was were do does did can could will would should has have had of kind kinds type types sort".split())
 
 _SPLIT_RE = re.compile(
     r"\?\s+(?=\S)|[;,]?\s+and\s+(?=(?:who|whom|whose|what|which|when|where|why|how|is|are|was|were|does|did|do|can)\b)",
@@ -81,6 +88,7 @@ class QuestionAnalysis:
     question: str
     expects: str | None  # DATE, QUANTITY, AGENT, PLACE, YESNO or None
     focus: tuple[Focus, ...]
+    head: str = ""  # the kind of thing asked for in "which court ...", "what rocket ...", "how many states ..."
 
     @property
     def names(self) -> tuple[Focus, ...]:
@@ -109,18 +117,35 @@ def _names(question: str) -> list[tuple[int, int]]:
     run: list[re.Match] = []
 
     def close() -> None:
-        while run and run[-1].group().casefold() in _CONNECTORS:
-            run.pop()
-        if run:
-            spans.append((run[0].start(), run[-1].end()))
+        # "the US and Russia" are two names; "Institute for Foreign Affairs and Trade" is one (an "of" or
+        # "for" before the "and" makes it an organisation's name)
+        pieces: list[list[re.Match]] = [[]]
+        for m in run:
+            word = m.group().casefold()
+            if word == "and" and not any(w.group().casefold() in ("of", "for") for w in pieces[-1]):
+                pieces.append([])
+            else:
+                pieces[-1].append(m)
+        for piece in pieces:
+            while piece and piece[0].group().casefold() in _CONNECTORS:
+                piece.pop(0)
+            while piece and piece[-1].group().casefold() in _CONNECTORS:
+                piece.pop()
+            if piece:
+                spans.append((piece[0].start(), piece[-1].end()))
         run.clear()
 
     for i, m in enumerate(words):
         word = m.group()
         capital = word[:1].isupper() or (any(c.isupper() for c in word[1:]) and not word.islower())
-        opener = i == 0 and word.casefold() in _QUESTION_OPENERS
+        # a question's first word is capitalised anyway: it names something only when written as an acronym
+        opener = i == 0 and (word.casefold() in _QUESTION_OPENERS or not any(c.isupper() for c in word[1:]))
+        if run and run[-1].group().isdigit() and not word.isdigit():
+            close()  # a number ends a name: "Iridium 33 and Kosmos 2251" are two
         if capital and not opener and not (word.casefold() in STOPWORDS and not word.isupper()):
             run.append(m)
+        elif run and word.isdigit() and run[-1].group().casefold() not in _CONNECTORS:
+            run.append(m)  # "Kosmos 954", "Apollo 11"
         elif run and word.casefold() in _CONNECTORS:
             run.append(m)
         else:
@@ -154,7 +179,11 @@ def analyze_question(question: str) -> QuestionAnalysis:
             continue
         taken.update(terms)
         focus.append(Focus(word, terms, "number" if word.isdigit() else "word"))
-    return QuestionAnalysis(question, expected_answer(question), tuple(focus))
+    head = ""
+    if (m := _HEAD_RE.search(question)) and m.group(1).casefold() not in _NOT_HEADS | STOPWORDS:
+        word = m.group(1).casefold()
+        head = next((f.text for f in focus if f.kind == "word" and f.text.casefold() == word), "")
+    return QuestionAnalysis(question, expected_answer(question), tuple(focus), head)
 
 
 def question_parts(question: str) -> list[str]:
@@ -162,3 +191,10 @@ def question_parts(question: str) -> list[str]:
     pieces = [p.strip(" ,;?") for p in _SPLIT_RE.split(question.strip())]
     pieces = [p for p in pieces if len(analyze(p)) >= 1]
     return pieces if len(pieces) > 1 else [question]
+
+
+def content_words(text: str) -> tuple[str, ...]:
+    """Distinct case-folded words of ``text`` that can carry meaning (no stop or function words, no numbers)."""
+    return tuple(
+        dict.fromkeys(w for w in (m.casefold() for m in _WORD_RE.findall(text)) if w not in STOPWORDS and w not in FUNCTION_WORDS and not w.isdigit())
+    )

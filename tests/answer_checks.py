@@ -16,7 +16,10 @@ from typing import NamedTuple
 
 from fastapi.testclient import TestClient
 
-from rag.answer import ABSTAIN_MESSAGE, Answer
+from rag.answer import Answer
+
+#: Every reason an abstention (or a partial answer) can give.
+REASONS = {"off_topic", "not_mentioned", "not_answered", "references_only", "needs_context"}
 
 #: What a reader takes for a citation marker. Deliberately the same pattern the service uses:
 #: anything this matches in an answer must name a citation.
@@ -34,7 +37,8 @@ def check_answer_dict(body: dict) -> None:
     citations = body["citations"]
     if body["abstained"]:
         assert citations == [], body
-        assert body["answer"] == ABSTAIN_MESSAGE
+        # the answer is the abstention's own sentence, with its reason
+        assert body["abstention"]["reason"] in REASONS and body["answer"] == body["abstention"]["message"], body
         assert not MARKER_RE.search(body["answer"])
         assert all(p["low_confidence"] for p in body["passages"]), "passages of an abstention are not evidence"
         return
@@ -60,8 +64,11 @@ def check_answer(answer: Answer) -> None:
     passages = {r.chunk.id: r.chunk for r in answer.passages}
     if answer.abstained:
         assert answer.citations == [] and answer.sentences == []
-        assert answer.answer == ABSTAIN_MESSAGE
+        assert answer.abstention is not None and answer.abstention.reason in REASONS
+        assert answer.answer == answer.abstention.message and not MARKER_RE.search(answer.answer)
         return
+    # a partial answer says what it leaves out, never with a marker
+    assert answer.abstention is None or (answer.abstention.reason == "partial" and not MARKER_RE.search(answer.abstention.message))
     numbers = [c.n for c in answer.citations]
     assert numbers == list(range(1, len(numbers) + 1)), numbers
     assert numbers, answer.answer

@@ -28,7 +28,7 @@ ECONOMY = "Geopolitical and Economic Dimensions of Space Diplomacy"
 TURKIYE = "Türkiye's Space Diplomacy Strategies"
 DEFINITION = "The Definition and Significance of Space Diplomacy"
 
-ASK_KEYS = {"question", "answer", "abstained", "citations", "passages", "search_query", "support", "timings_ms"}
+ASK_KEYS = {"abstention", "question", "answer", "abstained", "citations", "passages", "search_query", "support", "timings_ms"}
 CITATION_KEYS = {"n", "passage_id", "title", "section", "url", "quote", "start", "end"}
 SEARCH_RESULT_KEYS = {"passage_id", "title", "section", "url", "text", "score", "rank", "dense_score", "bm25_score", "article", "start", "end"}
 PASSAGE_KEYS = SEARCH_RESULT_KEYS | {"low_confidence"}

@@ -5,12 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SMALL_CORPUS, write_files
-from corpus import DEFAULT_CORPUS_DIR, load_corpus
-from embeddings.cache import EmbeddingCache
 from rag.chunking import embed_text
 from rag.errors import QueryError
-from rag.index import build_index, load_index
+from rag.index import load_index
 from rag.retrieve import Filters, Retriever, result_dict
 
 pytestmark = pytest.mark.model
@@ -133,20 +130,6 @@ def test_k_larger_than_the_index(bundled_retriever):
 
 
 # ------------------------------------------------------------------------ filters
-
-
-@pytest.fixture(scope="module")
-def mixed_retriever(tmp_path_factory, bundled_index) -> Retriever:
-    """The bundled article plus three small unrelated articles, real model."""
-    root = tmp_path_factory.mktemp("mixed")
-    articles = load_corpus(DEFAULT_CORPUS_DIR) + load_corpus(write_files(root / "small", SMALL_CORPUS))
-    cache = EmbeddingCache(bundled_index.cache_path)  # the bundled article's vectors are cached already
-    try:
-        report = build_index(articles, root / "index", bundled_index.encoder, cache=cache)
-    finally:
-        cache.close()
-    assert report.embedded == report.chunks - 10
-    return Retriever(load_index(root / "index", bundled_index.encoder), bundled_index.encoder)
 
 
 @pytest.mark.parametrize(

@@ -338,6 +338,5 @@ def test_the_abstention_threshold_is_configurable(corpus_root, monkeypatch):
     assert not AnswerService(retriever, answer_config(load_settings(abstain_threshold=0.0))).ask(question).abstained
     monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0.99")
     strict = AnswerService(retriever, answer_config(load_settings()))
-    assert strict.config.abstain_threshold == 0.99
     answer = strict.ask(question)
     assert answer.abstained and answer.citations == [] and answer.passages  # nearest passages still listed

@@ -226,7 +226,8 @@ def test_index_and_search_use_the_bundled_model(tmp_path: Path, bundled_index, s
 
     assert built.returncode == 0, built.stderr
     m = INDEX_LINE.match(built.stdout.strip())
-    assert m and int(m["articles"]) == 4 and int(m["embedded"]) == int(m["chunks"]) - 10, built.stdout
+    assert m and int(m["articles"]) == 4 and int(m["cached"]) >= 10, built.stdout  # at least the big article's
+    assert int(m["embedded"]) + int(m["cached"]) == int(m["chunks"])
     encoder = bundled_index.encoder
     index = load_index(tmp_path / "index", encoder)  # refuses an index of another model or dimension
     assert index.manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2" and index.vectors.dim == 384

@@ -50,9 +50,10 @@ _LABEL_RE = re.compile(r"^\s*(?:\d{1,3}[.)]\s+)?([^:\n]{2,80}):\s")
 
 _MARKER_RE = re.compile(r"\[(\d+)\]")
 _WS_RE = re.compile(r"\s+")
-# A bracketed number in the source: with the space before it when punctuation or a space follows
-# ("up [12]." -> "up."), bare otherwise ("a [1]b" -> "a b").
-_SOURCE_MARKER_RE = re.compile(r"\s*\[\d+\](?=[\s.,;:!?)]|$)|\[\d+\]")
+# A bracketed number in the source, or what a reader would take for one ("[ 5 ]", "［5］", "[2, 7]"):
+# with the space before it when punctuation or a space follows ("up [12]." -> "up."), bare otherwise.
+_SOURCE_NUMBER = r"[\[［【]\s*\d+(?:\s*[,;–—-]\s*\d+)*\s*[\]］】]"
+_SOURCE_MARKER_RE = re.compile(rf"\s*{_SOURCE_NUMBER}(?=[\s.,;:!?)]|$)|{_SOURCE_NUMBER}")
 _CONNECTIVE_RE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about)\b", re.I)
 _ANAPHORA = frozenset(
     "it its it's they them their theirs this that these those he him his she her there such former latter".split()

@@ -1,7 +1,9 @@
 """Named pause points in long operations, so fault tests can kill a process at a known moment.
 
 ``RAG_FAULT_PAUSE="stage:seconds"`` makes :func:`checkpoint` sleep when it reaches ``stage``
-(and announce it on stderr). Unset, a checkpoint costs one dictionary lookup.
+(and announce it on stderr). ``RAG_FAULT_GATE="stage:path"`` makes it wait at ``stage`` until the
+file ``path`` exists (at most a minute), so a test decides exactly when the operation goes on.
+Unset, a checkpoint costs two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -10,12 +12,21 @@ import os
 import sys
 import time
 
+GATE_LIMIT_S = 60.0  # a forgotten gate delays the operation, it never hangs it
+
 
 def checkpoint(stage: str) -> None:
     spec = os.environ.get("RAG_FAULT_PAUSE")
-    if not spec:
-        return
-    name, _, seconds = spec.partition(":")
-    if name == stage:
-        print(f"rag: paused at {stage}", file=sys.stderr, flush=True)
-        time.sleep(float(seconds or 5))
+    if spec:
+        name, _, seconds = spec.partition(":")
+        if name == stage:
+            print(f"rag: paused at {stage}", file=sys.stderr, flush=True)
+            time.sleep(float(seconds or 5))
+    gate = os.environ.get("RAG_FAULT_GATE")
+    if gate:
+        name, _, path = gate.partition(":")
+        if name == stage and path and not os.path.exists(path):
+            print(f"rag: waiting at {stage}", file=sys.stderr, flush=True)
+            deadline = time.monotonic() + GATE_LIMIT_S
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.02)

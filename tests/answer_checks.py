@@ -21,14 +21,30 @@ from rag.answer import Answer
 #: Every reason an abstention (or a partial answer) can give.
 REASONS = {"off_topic", "not_mentioned", "not_answered", "references_only", "needs_context"}
 
-#: What a reader takes for a citation marker. Deliberately the same pattern the service uses:
-#: anything this matches in an answer must name a citation.
+#: The exact form of the service's citation markers.
 MARKER_RE = re.compile(r"\[(\d+)\]")
+
+#: What a reader takes for a citation marker, written without looking at the service's pattern:
+#: any bracket, ASCII or full-width, around numbers with optional spaces, commas or dashes
+#: ("[3]", "[ 5 ]", "［5］", "[2, 7]", "[4–6]"). Each one in an answer must be exactly "[n]".
+READER_MARKER_RE = re.compile(r"[\[［【]\s*\d+(?:\s*[,;–—-]\s*\d+)*\s*[\]］】]")
 
 
 def markers_in_order(text: str) -> list[int]:
-    """The citation numbers of ``text`` in order of first appearance."""
-    return list(dict.fromkeys(int(m.group(1)) for m in MARKER_RE.finditer(text)))
+    """The citation numbers of ``text`` in order of first appearance, read as a reader reads them.
+
+    Fails on a lookalike (a bracketed number a reader would take for a citation that is not in the
+    exact ``[n]`` form), so the check does not share a blind spot with the service's own pattern.
+    """
+    numbers: list[int] = []
+    for m in READER_MARKER_RE.finditer(text):
+        raw = m.group(0)
+        inner = raw[1:-1]
+        assert raw[0] == "[" and raw[-1] == "]" and inner.isascii() and inner.isdigit(), (
+            f"{raw!r} looks like a citation marker but is not one: {text!r}"
+        )
+        numbers.append(int(inner))
+    return list(dict.fromkeys(numbers))
 
 
 def check_answer_dict(body: dict) -> None:
@@ -91,15 +107,15 @@ class Event(NamedTuple):
         return json.loads(self.data)
 
 
-def parse_sse(lines: Iterable[str]) -> list[Event]:
-    """Server-sent events from the lines of a ``text/event-stream`` body (comments and pings skipped)."""
-    events: list[Event] = []
+def iter_sse(lines: Iterable[str]) -> Iterator[Event]:
+    """Server-sent events from the lines of a ``text/event-stream`` body, each yielded as soon as its
+    blank line arrives (comments and pings skipped), so a test can see when each one came."""
     name, data = "message", []
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:
             if data:
-                events.append(Event(name, "\n".join(data)))
+                yield Event(name, "\n".join(data))
             name, data = "message", []
             continue
         if line.startswith(":"):
@@ -111,8 +127,12 @@ def parse_sse(lines: Iterable[str]) -> list[Event]:
         elif field == "data":
             data.append(value)
     if data:
-        events.append(Event(name, "\n".join(data)))
-    return events
+        yield Event(name, "\n".join(data))
+
+
+def parse_sse(lines: Iterable[str]) -> list[Event]:
+    """Every server-sent event of a complete ``text/event-stream`` body."""
+    return list(iter_sse(lines))
 
 
 @contextmanager

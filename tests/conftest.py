@@ -17,6 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Callable, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import NamedTuple  # noqa: E402
@@ -29,6 +30,25 @@ from embeddings import Encoder, HashingEncoder, get_encoder  # noqa: E402
 BUNDLED_ARTICLE_PATH = DEFAULT_CORPUS_DIR / "space-diplomacy.md"
 #: The ``rag`` console script of the interpreter running the tests (the project's venv).
 RAG_BIN = Path(sys.executable).parent / "rag"
+
+
+# ------------------------------------------------------------------------------------ waiting
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
+    """Poll ``condition`` until it returns something truthy (returned) or fail after ``timeout`` seconds.
+
+    The bound is generous on purpose: on a busy machine a condition is slow, not false; the
+    test fails only when the condition never came true.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"waited {timeout:g} s for {what}")
+        time.sleep(interval)
 
 
 # ------------------------------------------------------------------------------------ articles
@@ -224,6 +244,14 @@ def rag_env(tmp: Path, **extra: str | Path) -> dict[str, str]:
     return env
 
 
+def model_env(tmp: Path, **extra: str | Path) -> dict[str, str]:
+    """Environment for a ``rag`` subprocess with the real bundled model, everything inside ``tmp``."""
+    env = rag_env(tmp, **extra)
+    if "RAG_ENCODER" not in extra:
+        del env["RAG_ENCODER"]
+    return env
+
+
 def build_fake_index(tmp: Path, corpus: Path):
     """Index ``corpus`` in-process exactly where ``rag_env(tmp)`` points ``rag`` (fake encoder, same cache)."""
     from embeddings.cache import EmbeddingCache
@@ -252,3 +280,24 @@ def rag_cli(tmp_path: Path):
         return run_rag(args, rag_env(tmp_path, **env), cwd=tmp_path)
 
     return _run
+
+
+# ------------------------------------------------------------------------------------ several articles
+
+
+@pytest.fixture(scope="session")
+def mixed_retriever(tmp_path_factory, bundled_index):
+    """The bundled article plus the three SMALL_CORPUS articles, real model (built once per session)."""
+    from embeddings.cache import EmbeddingCache
+    from rag.index import build_index, load_index
+    from rag.retrieve import Retriever
+
+    root = tmp_path_factory.mktemp("mixed")
+    articles = load_corpus(DEFAULT_CORPUS_DIR) + load_corpus(write_files(root / "small", SMALL_CORPUS))
+    cache = EmbeddingCache(bundled_index.cache_path)  # the bundled article's vectors are cached already
+    try:
+        report = build_index(articles, root / "index", bundled_index.encoder, cache=cache)
+    finally:
+        cache.close()
+    assert report.embedded == report.chunks - 10
+    return Retriever(load_index(root / "index", bundled_index.encoder), bundled_index.encoder)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from answer_checks import MARKER_RE, check_answer, markers_in_order
+from answer_checks import READER_MARKER_RE, check_answer, markers_in_order
 from corpus import parse_markdown
 from embeddings import HashingEncoder
 from rag.answer import (
@@ -43,7 +43,8 @@ The observatory opened to visitors in 1931.
 
 ## Geostationary orbit
 
-A geostationary satellite stays above one point of the equator [9[4]]. Geostationary orbit lies about thirty six thousand kilometres up [12].
+A geostationary satellite stays above one point of the equator [9[4]]. Geostationary orbit lies about thirty six thousand kilometres up [ 12 ].
+Geostationary orbit was first proposed in 1945 ［5］.
 
 Relay stations use geostationary satellites for television:
 
@@ -134,14 +135,15 @@ def test_extractive_answer_quotes_the_passage_that_answers(service):
 
 
 def test_bracketed_numbers_in_the_source_never_become_markers(service):
-    answer = service.ask("Which geostationary satellite stays above the equator and how far up is geostationary orbit?")
+    answer = service.ask("Which geostationary satellite stays above the equator, how far up is geostationary orbit and when was it proposed?")
     check_answer(answer)
     quotes = [c.quote for c in answer.citations]
     assert any("[9[4]]" in q for q in quotes), quotes  # the quote stays exact ...
-    # ... but no source bracket reaches the answer: every [n] there is one of ours
+    assert any("[ 12 ]" in q for q in quotes), quotes
+    # ... but no source bracket, nor a lookalike of one, reaches the answer: every [n] there is ours
     for sentence in answer.sentences:
         body = sentence.text.rsplit(" [", 1)[0]
-        assert not MARKER_RE.search(body), sentence.text
+        assert not READER_MARKER_RE.search(body), sentence.text
     assert set(markers_in_order(answer.answer)) == {c.n for c in answer.citations}
 
 
@@ -299,15 +301,28 @@ def test_retrieve_uses_the_most_recent_non_blank_history(service):
     assert service.retrieve("When are roses pruned?", history=[ISS]).query == "When are roses pruned?"
 
 
-def test_history_is_bounded_by_max_history(corpus_root):
+def test_history_is_bounded_by_max_history(corpus_root, monkeypatch):
+    # Today only the most recent turn shapes the query, so the bound is checked where the
+    # history is handed on: the follow-up rewriting never sees more than max_history turns.
+    import rag.answer
+
+    seen: list[list[str]] = []
+    real = rag.answer.contextual_query
+
+    def spy(question, history):
+        seen.append(list(history))
+        return real(question, history)
+
+    monkeypatch.setattr(rag.answer, "contextual_query", spy)
     encoder = HashingEncoder()
     retriever = Retriever(load_index(corpus_root / "index", encoder), encoder)
-    forgetful = AnswerService(retriever, AnswerConfig(max_history=0))
-    assert forgetful.retrieve("And who took part in it?", history=[ISS]).query == "And who took part in it?"
-    # a long conversation: only its most recent turns count
-    long_history = [f"Question number {i} about tomatoes?" for i in range(1000)] + [ISS]
+    long_history = [f"Question number {i} about tomatoes?" for i in range(1000)] + [ISS, "  "]
     bounded = AnswerService(retriever, AnswerConfig(max_history=2))
     assert bounded.retrieve("And who took part in it?", history=long_history).query == f"{ISS} And who took part in it?"
+    assert seen[-1] == ["Question number 999 about tomatoes?", ISS]  # the two most recent non-blank turns
+    forgetful = AnswerService(retriever, AnswerConfig(max_history=0))
+    assert forgetful.retrieve("And who took part in it?", history=[ISS]).query == "And who took part in it?"
+    assert seen[-1] == []
 
 
 # ------------------------------------------------------------------------------------ configuration
@@ -323,6 +338,5 @@ def test_the_abstention_threshold_is_configurable(corpus_root, monkeypatch):
     assert not AnswerService(retriever, answer_config(load_settings(abstain_threshold=0.0))).ask(question).abstained
     monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0.99")
     strict = AnswerService(retriever, answer_config(load_settings()))
-    assert strict.config.abstain_threshold == 0.99
     answer = strict.ask(question)
     assert answer.abstained and answer.citations == [] and answer.passages  # nearest passages still listed

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from conftest import wait_until
 from embeddings.batching import MicroBatcher
 
 
@@ -31,18 +31,16 @@ def test_calls_arriving_while_a_run_is_busy_are_merged_into_the_next_run():
     def run(texts):
         batches.append(list(texts))
         if len(batches) == 1:
-            gate.wait(5)  # hold the first run until the others have queued
+            gate.wait(30)  # hold the first run until the others have queued
         return _vectors(texts)
 
     batcher = MicroBatcher(run, max_texts=32)
     texts = [f"question {i}" * (i + 1) for i in range(9)]
     with ThreadPoolExecutor(9) as pool:
         first = pool.submit(batcher, [texts[0]])
-        while not batches:
-            time.sleep(0.001)
+        wait_until(lambda: batches, 30, "the first run to start", interval=0.001)
         rest = [pool.submit(batcher, [t]) for t in texts[1:]]
-        while len(batcher._queue) < 8:  # all eight queued behind the busy run
-            time.sleep(0.001)
+        wait_until(lambda: len(batcher._queue) >= 8, 30, "eight calls queued behind the busy run", interval=0.001)
         gate.set()
         results = [first.result(5)] + [f.result(5) for f in rest]
     assert len(batches) == 2 and sorted(batches[1]) == sorted(texts[1:])
@@ -58,17 +56,15 @@ def test_a_merged_run_never_exceeds_max_texts_and_large_calls_run_alone():
     def run(texts):
         sizes.append(len(texts))
         if len(sizes) == 1:
-            gate.wait(5)
+            gate.wait(30)
         return _vectors(texts)
 
     batcher = MicroBatcher(run, max_texts=4)
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(batcher, ["x"])
-        while not sizes:
-            time.sleep(0.001)
+        wait_until(lambda: sizes, 30, "the first run to start", interval=0.001)
         calls = [pool.submit(batcher, [f"q{i}"] * 2) for i in range(3)] + [pool.submit(batcher, ["big"] * 10)]
-        while len(batcher._queue) < 4:
-            time.sleep(0.001)
+        wait_until(lambda: len(batcher._queue) >= 4, 30, "four calls queued", interval=0.001)
         gate.set()
         outs = [f.result(5) for f in calls]
         first.result(5)
@@ -84,7 +80,7 @@ def test_an_error_in_a_merged_run_reaches_every_caller_in_it_and_the_batcher_kee
     def run(texts):
         calls["n"] += 1
         if calls["n"] == 1:
-            gate.wait(5)
+            gate.wait(30)
             return _vectors(texts)
         if calls["n"] == 2:
             raise RuntimeError("encoder failed")
@@ -93,11 +89,9 @@ def test_an_error_in_a_merged_run_reaches_every_caller_in_it_and_the_batcher_kee
     batcher = MicroBatcher(run)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(batcher, ["one"])
-        while calls["n"] == 0:
-            time.sleep(0.001)
+        wait_until(lambda: calls["n"], 30, "the first run to start", interval=0.001)
         failing = [pool.submit(batcher, [t]) for t in ("two", "three")]
-        while len(batcher._queue) < 2:
-            time.sleep(0.001)
+        wait_until(lambda: len(batcher._queue) >= 2, 30, "two calls queued", interval=0.001)
         gate.set()
         assert first.result(5).shape == (1, 2)
         for f in failing:

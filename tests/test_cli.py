@@ -1,14 +1,17 @@
-"""The ``rag`` command as a user runs it: index, search --json, and one-line errors (fake encoder for speed)."""
+"""The ``rag`` command as a user runs it: index, search --json, and one-line errors (fake encoder for speed,
+and one test of index and search with the real model)."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import RAG_BIN, SMALL_CORPUS, RagRun, build_fake_index, rag_env, write_files
+from conftest import RAG_BIN, SMALL_CORPUS, RagRun, build_fake_index, model_env, rag_env, run_rag, write_files
 
 INDEX_LINE = re.compile(
     r"^indexed (?P<articles>\d+) articles? into (?P<chunks>\d+) chunks "
@@ -194,3 +197,51 @@ def test_skip_bad_skips_with_a_warning(runs):
     assert warnings[0].startswith("warning: skipped ") and "broken.md" in warnings[0] and "invalid YAML" in warnings[0]
     assert INDEX_LINE.match(run.stdout.strip())["articles"] == "3"
     assert (tmp / "index").is_symlink()
+
+
+# ------------------------------------------------------------------------ with the real model, as a user runs it
+
+PARAPHRASE = "Which event kicked off the competition between Moscow and Washington to reach orbit?"
+
+
+@pytest.mark.model
+def test_index_and_search_use_the_bundled_model(tmp_path: Path, bundled_index, small_corpus):
+    """``rag index`` and ``rag search`` without RAG_ENCODER: the index is the model's, and so are the scores."""
+    from corpus import DEFAULT_CORPUS_DIR
+    from rag.chunking import embed_text
+    from rag.index import load_index
+
+    corpus = write_files(tmp_path / "four", SMALL_CORPUS)
+    shutil.copy(DEFAULT_CORPUS_DIR / "space-diplomacy.md", corpus / "space-diplomacy.md")
+    (tmp_path / "cache").mkdir()
+    shutil.copy(bundled_index.cache_path, tmp_path / "cache" / "embeddings.sqlite")  # the big article is embedded already
+    env = model_env(tmp_path, RAG_CORPUS_DIR=corpus)
+    # the search runs on the session's real-model index while the new one is built (both load the model)
+    search = subprocess.Popen(
+        [str(RAG_BIN), "search", PARAPHRASE, "--json", "--mode", "dense", "-k", "3", "--index-dir", str(bundled_index.index_dir)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    built = run_rag(["index"], env, cwd=tmp_path, timeout=300)
+    stdout, stderr = search.communicate(timeout=300)
+
+    assert built.returncode == 0, built.stderr
+    m = INDEX_LINE.match(built.stdout.strip())
+    assert m and int(m["articles"]) == 4 and int(m["cached"]) >= 10, built.stdout  # at least the big article's
+    assert int(m["embedded"]) + int(m["cached"]) == int(m["chunks"])
+    encoder = bundled_index.encoder
+    index = load_index(tmp_path / "index", encoder)  # refuses an index of another model or dimension
+    assert index.manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2" and index.vectors.dim == 384
+    # the stored vectors are the model's vectors of the chunks
+    for row in (0, len(index) - 1):
+        expected = encoder.embed_batch([embed_text(index.chunks[row])])[0]
+        assert float(index.vectors.vectors([row])[0] @ expected) > 0.999
+
+    assert search.returncode == 0, stderr
+    results = json.loads(stdout)["results"]
+    assert len(results) == 3
+    assert results[0]["section"][-1] == "The Cold War Era and the Emergence of Space Diplomacy"
+    served = load_index(bundled_index.index_dir, encoder)
+    query = encoder.embed_batch([PARAPHRASE])[0]
+    for r in results:  # each dense score is the model's cosine of question and passage
+        chunk = served.chunks[served.row_of[r["passage_id"]]]
+        assert r["dense_score"] == pytest.approx(float(encoder.embed_batch([embed_text(chunk)])[0] @ query), abs=1e-3)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SMALL_CORPUS, write_files
-from corpus import DEFAULT_CORPUS_DIR, load_corpus
-from embeddings.cache import EmbeddingCache
 from rag.chunking import embed_text
 from rag.errors import QueryError
-from rag.index import build_index, load_index
+from rag.index import load_index
 from rag.retrieve import Filters, Retriever, result_dict
 
 pytestmark = pytest.mark.model
@@ -63,10 +60,21 @@ def test_sputnik_question_finds_the_cold_war_section_first(bundled_retriever):
     assert payload["url"] == "/detay/space-diplomacy" and payload["title"] == TITLE
 
 
-@pytest.mark.parametrize("section, question", PARAPHRASES, ids=[crumb[-1][:40] for crumb, _ in PARAPHRASES])
-def test_paraphrased_question_finds_its_section_in_top_3(bundled_retriever, section, question):
-    results = bundled_retriever.search(question, k=3, mode="hybrid")
-    assert section in [r.chunk.section for r in results], [r.chunk.section[-1] for r in results]
+#: Measured on the bundled article plus the three small ones (18 passages), ranks of the paraphrases'
+#: sections: hybrid MRR 0.76 with 6 of 10 first, dense 0.83 with 7 first, bm25 0.60 with 4 first.
+#: A ranking that ignores the question scores about 0.19 with one first.
+PARAPHRASE_FLOORS = {"hybrid": (0.65, 5), "dense": (0.70, 5)}
+
+
+@pytest.mark.parametrize("mode", PARAPHRASE_FLOORS)
+def test_paraphrased_questions_rank_their_sections_high(mixed_retriever, mode):
+    ranks = []
+    for section, question in PARAPHRASES:
+        found = [r.chunk.section for r in mixed_retriever.search(question, k=len(mixed_retriever.index), mode=mode)]
+        ranks.append(found.index(section) + 1 if section in found else len(found) + 1)
+    mrr, firsts = sum(1 / r for r in ranks) / len(ranks), ranks.count(1)
+    floor_mrr, floor_firsts = PARAPHRASE_FLOORS[mode]
+    assert mrr >= floor_mrr and firsts >= floor_firsts, (mode, ranks)
 
 
 @pytest.mark.parametrize(
@@ -83,14 +91,11 @@ def test_every_mode_returns_results_with_scores(bundled_retriever, mode, fusion)
     scores = [r.score for r in results]
     assert scores == sorted(scores, reverse=True)
     assert results[0].chunk.section == COLD_WAR
-    index = retriever.index
     query_vector = retriever.encoder.embed_batch([question])[0]
-    bm25 = index.lexical.scores(question)
-    # the bundled index is smaller than the candidate pool, so every passage is a candidate
-    all_cosines = index.vectors.vectors(np.arange(len(index))) @ query_vector
+    terms = ("soviet", "union", "launch", "first", "satellite")
     for r in results:
-        row = index.row_of[r.chunk.id]
-        assert r.bm25_score == pytest.approx(float(bm25[row]))
+        # BM25 scores a passage by the question's words it contains, and only by those
+        assert (r.bm25_score > 0) == any(t in r.chunk.text.lower() for t in terms), (r.bm25_score, r.chunk.section)
         if mode == "bm25":
             assert r.dense_score is None and r.dense_rank is None
             assert r.score == r.bm25_score > 0
@@ -98,17 +103,32 @@ def test_every_mode_returns_results_with_scores(bundled_retriever, mode, fusion)
         # the dense score is the cosine of question and passage as the model embeds them
         cosine = float(retriever.encoder.embed_batch([embed_text(r.chunk)])[0] @ query_vector)
         assert r.dense_score == pytest.approx(cosine, abs=1e-4)
-        assert -1.0 <= r.dense_score <= 1.0
         assert r.dense_rank is not None
         if mode == "dense":
             assert r.score == r.dense_score
-        elif fusion == "rrf":
-            expected = 1 / (60 + r.dense_rank) + (1 / (60 + r.bm25_rank) if r.bm25_rank else 0.0)
-            assert r.score == pytest.approx(expected)
-        else:
-            lo, hi = float(all_cosines.min()), float(all_cosines.max())
-            expected = 0.5 * (r.dense_score - lo) / (hi - lo) + 0.5 * r.bm25_score / float(bm25.max())
-            assert r.score == pytest.approx(expected, abs=1e-5)
+    if mode == "hybrid":
+        # Whatever the fusion's constants: a passage at least as good on both scores, and better on
+        # one, ranks higher.
+        for a in results:
+            for b in results:
+                if a.dense_score >= b.dense_score and a.bm25_score >= b.bm25_score and (a.dense_score, a.bm25_score) != (b.dense_score, b.bm25_score):
+                    assert a.rank < b.rank, (a.chunk.section[-1], b.chunk.section[-1])
+
+
+@pytest.mark.parametrize("question", ["When did the Soviet Union launch its first satellite?", "Who owns the Moon under international law?"])
+def test_fusion_weights_reach_each_retriever_alone(bundled_retriever, question):
+    """All weight on one retriever reproduces that retriever's own ranking."""
+    index, encoder = bundled_retriever.index, bundled_retriever.encoder
+
+    def ids(results):
+        return [r.chunk.id for r in results]
+
+    dense = ids(bundled_retriever.search(question, k=10, mode="dense"))
+    lexical = [r for r in bundled_retriever.search(question, k=10, mode="bm25")]
+    all_dense = ids(Retriever(index, encoder, alpha=1.0).search(question, k=10, mode="hybrid"))
+    all_bm25 = ids(Retriever(index, encoder, alpha=0.0).search(question, k=10, mode="hybrid"))
+    assert all_dense == dense
+    assert all_bm25[: len(lexical)] == ids(lexical)  # passages without a question word come after, in any order
 
 
 def test_search_errors(bundled_retriever):
@@ -133,20 +153,6 @@ def test_k_larger_than_the_index(bundled_retriever):
 
 
 # ------------------------------------------------------------------------ filters
-
-
-@pytest.fixture(scope="module")
-def mixed_retriever(tmp_path_factory, bundled_index) -> Retriever:
-    """The bundled article plus three small unrelated articles, real model."""
-    root = tmp_path_factory.mktemp("mixed")
-    articles = load_corpus(DEFAULT_CORPUS_DIR) + load_corpus(write_files(root / "small", SMALL_CORPUS))
-    cache = EmbeddingCache(bundled_index.cache_path)  # the bundled article's vectors are cached already
-    try:
-        report = build_index(articles, root / "index", bundled_index.encoder, cache=cache)
-    finally:
-        cache.close()
-    assert report.embedded == report.chunks - 10
-    return Retriever(load_index(root / "index", bundled_index.encoder), bundled_index.encoder)
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,17 @@ def get_state(request: Request) -> AppState:
     return request.app.state.ctx
 
 
+#: How long a client should wait before asking a server that is still loading again.
+LOADING_RETRY_AFTER_S = 5
+
+
 def get_service(request: Request) -> AnswerService:
-    service = request.app.state.ctx.service
-    if service is None:
-        raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
-    return service
+    state: AppState = request.app.state.ctx
+    if state.service is None:
+        raise HTTPException(
+            status_code=503, detail=state.loading_detail(), headers={"Retry-After": str(LOADING_RETRY_AFTER_S)}
+        )
+    return state.service
 
 
 def _key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:

@@ -23,7 +23,7 @@ from api.context import configure_logging, request_id_var
 from api.middleware import RequestContextMiddleware
 from api.metrics import Metrics
 from api.schemas import PASSAGE_ID_PATTERN, VISIBLE_PATTERN
-from api.security import KeyRing, RateLimiter
+from api.security import KeyRing, PageTokens, RateLimiter
 from rag import __version__
 from rag.answer import AnswerService
 from rag.errors import QueryError, RagError
@@ -50,6 +50,9 @@ class AppState:
         self.limiter = anyio.CapacityLimiter(POOL_PER_CORE * max(1, settings.threads or os.cpu_count() or 1))
         self.keys = KeyRing.from_settings(settings)
         self.rate = RateLimiter(settings.rate_limit)
+        # With keys required, the bundled page gets signed page tokens (its own rate limit).
+        self.page_tokens = PageTokens(self.keys.page_secret()) if self.keys.required and settings.page_access else None
+        self.page_rate = RateLimiter(settings.page_rate_limit)
         self.reload_lock = anyio.Lock()
         self.started = time.time()
         self.reload_pending = False  # a SIGHUP arrived while the first load was still running

@@ -22,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.context import configure_logging, request_id_var
 from api.middleware import RequestContextMiddleware
 from api.metrics import Metrics
-from api.security import KeyRing, RateLimiter
+from api.schemas import PASSAGE_ID_PATTERN, VISIBLE_PATTERN
+from api.security import KeyRing, PageTokens, RateLimiter
 from rag import __version__
 from rag.answer import AnswerService
 from rag.errors import QueryError, RagError
@@ -49,8 +50,12 @@ class AppState:
         self.limiter = anyio.CapacityLimiter(POOL_PER_CORE * max(1, settings.threads or os.cpu_count() or 1))
         self.keys = KeyRing.from_settings(settings)
         self.rate = RateLimiter(settings.rate_limit)
+        # With keys required, the bundled page gets signed page tokens (its own rate limit).
+        self.page_tokens = PageTokens(self.keys.page_secret()) if self.keys.required and settings.page_access else None
+        self.page_rate = RateLimiter(settings.page_rate_limit)
         self.reload_lock = anyio.Lock()
         self.started = time.time()
+        self.reload_pending = False  # a SIGHUP arrived while the first load was still running
 
     def _open(self, encoder=None) -> AnswerService:
         from rag.service import make_encoder, open_answer_service, open_index
@@ -66,6 +71,13 @@ class AppState:
 
     def load(self) -> None:
         self.service = self._open()
+
+    def loading_detail(self) -> str:
+        """What a request gets while the first load runs: a 503 that says why and for how long so far."""
+        return (
+            f"the service is starting: the model and the index are not loaded yet ({time.time() - self.started:.0f} s "
+            "so far); retry in a few seconds"
+        )
 
     def reload(self) -> dict:
         """Load the build the index link names now and swap it in; the old one serves until then.
@@ -115,17 +127,60 @@ def _install_sighup(state: AppState) -> bool:
     loop = asyncio.get_running_loop()
 
     async def reload() -> None:
-        try:
-            result = await state.reload_async()
-            log.info("SIGHUP reload: %s", result["status"])
-        except RagError as exc:
-            log.error("SIGHUP reload refused, still serving the previous index: %s", exc)
+        if state.service is None:  # still loading: check the index link again once loaded
+            state.reload_pending = True
+            log.info("SIGHUP while loading: the build the index link names then is served once loaded")
+            return
+        await _reload_logged(state)
 
     try:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (e.g. a test client)
         return False
     return True
+
+
+async def _load_in_background(state: AppState) -> None:
+    """The first load, off the event loop, while the port already answers (/ready 503 until it ends).
+
+    A failure ends the worker process with uvicorn's start-up failure code, as a failed start-up
+    did before: a supervisor stops rather than restarting a worker that cannot load.
+    """
+    try:
+        await anyio.to_thread.run_sync(state.load, abandon_on_cancel=True)
+    except RagError as exc:
+        log.error("cannot load the index, stopping: %s", exc)
+        _exit_startup_failure()
+    except Exception:
+        log.exception("cannot load the model or the index, stopping")
+        _exit_startup_failure()
+    await _after_first_load(state)
+
+
+def _exit_startup_failure() -> None:
+    from uvicorn.config import STARTUP_FAILURE
+
+    logging.shutdown()
+    os._exit(STARTUP_FAILURE)
+
+
+async def _after_first_load(state: AppState) -> None:
+    """Say the service is ready, then honour a SIGHUP that arrived while it loaded."""
+    state.publish_index_metrics()
+    index = state.service.index
+    log.info("ready: %d passages from %d articles (build %s)", len(index), len(index.articles), index.build_id)
+    while state.reload_pending:
+        state.reload_pending = False
+        await _reload_logged(state)
+
+
+async def _reload_logged(state: AppState) -> None:
+    """A reload asked for by a signal: no one to answer, so the outcome goes to the log."""
+    try:
+        result = await state.reload_async()
+        log.info("SIGHUP reload: %s (build %s)", result["status"], result["build_id"])
+    except RagError as exc:
+        log.error("SIGHUP reload refused, still serving the previous index: %s", exc)
 
 
 def _deployment_openapi(app: FastAPI, state: AppState) -> dict:
@@ -147,12 +202,24 @@ def _error(status: int, detail: str, request: Request, headers: dict | None = No
     return JSONResponse({"detail": detail, "request_id": rid}, status_code=status, headers=headers)
 
 
-def _describe(errors: list[dict]) -> tuple[int, str]:
+#: What each pattern of the schema means, in words (pydantic would quote the regular expression).
+_PATTERN_MESSAGES = {
+    VISIBLE_PATTERN: "is empty (only spaces or invisible characters); send some words",
+    PASSAGE_ID_PATTERN: "may hold only letters, digits, '.', '~', '-' and '_' (1 to 200 of them), as in ids from /search",
+}
+
+
+def _describe(errors: list[dict], content_type: str = "") -> tuple[int, str]:
     """One readable sentence for a validation failure, and the status it deserves."""
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
         ctx = first.get("ctx") or {}
         return 400, f"request body is not valid JSON ({ctx.get('error', 'parse error')}); send a JSON object"
+    if tuple(first.get("loc", ())) == ("body",) and isinstance(first.get("input"), bytes):
+        # FastAPI reads a body as JSON only when it is labelled JSON (a defence against cross-site
+        # form posts), so an unlabelled JSON object arrives here as bytes: say what to change.
+        sent = f"as {content_type.split(';')[0].strip()!r}" if content_type else "without a Content-Type header"
+        return 415, f"the request body was sent {sent}; send it as JSON with the header 'Content-Type: application/json'"
     parts = []
     for err in errors[:3]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
@@ -164,25 +231,42 @@ def _describe(errors: list[dict]) -> tuple[int, str]:
             msg = "is not a known field"
         elif err.get("type") == "model_attributes_type" or err.get("type") == "dict_type":
             msg = "must be a JSON object"
+        elif err.get("type") == "string_pattern_mismatch":
+            msg = _PATTERN_MESSAGES.get((err.get("ctx") or {}).get("pattern"), "has characters that are not allowed")
         parts.append(f"{where}: {msg}")
     return 422, "; ".join(parts)
 
 
-def create_app(settings: Settings | None = None, service: AnswerService | None = None) -> FastAPI:
-    """The app. Without ``service`` the model and index load at start-up (lifespan)."""
+def create_served_app() -> FastAPI:
+    """The app ``rag serve`` runs: the port answers at once while the model and index load behind it."""
+    return create_app(load_in_background=True)
+
+
+def create_app(
+    settings: Settings | None = None, service: AnswerService | None = None, *, load_in_background: bool = False
+) -> FastAPI:
+    """The app. Without ``service`` the model and index load at start-up (lifespan); with
+    ``load_in_background`` start-up ends at once and ``/ready`` says 503 until they are loaded."""
     settings = settings or load_settings()
     state = AppState(settings, service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging(settings.log_level)
-        if state.service is None:
+        hangup = _install_sighup(state)
+        loader = None
+        if state.service is not None:
+            await _after_first_load(state)
+        elif load_in_background:
+            log.info("loading the model and the index at %s; /ready answers 503 until done", settings.index_dir)
+            loader = asyncio.get_running_loop().create_task(_load_in_background(state))
+        else:
             log.info("loading the model and the index at %s", settings.index_dir)
             await anyio.to_thread.run_sync(state.load)
-        state.publish_index_metrics()
-        log.info("ready: %d passages from %d articles", len(state.service.index), len(state.service.index.articles))
-        hangup = _install_sighup(state)
+            await _after_first_load(state)
         yield
+        if loader is not None and not loader.done():
+            loader.cancel()
         if hangup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
@@ -202,7 +286,7 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        status, detail = _describe(exc.errors())
+        status, detail = _describe(exc.errors(), request.headers.get("content-type", ""))
         return _error(status, detail, request)
 
     @app.exception_handler(StarletteHTTPException)

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.app import AppState
-from api.security import Principal
+from api.security import PAGE_TOKEN_PREFIX, Principal
 from rag.answer import AnswerService
 
 _bearer = HTTPBearer(auto_error=False, description="An API key, when the service is configured with keys.")
@@ -21,11 +21,17 @@ def get_state(request: Request) -> AppState:
     return request.app.state.ctx
 
 
+#: How long a client should wait before asking a server that is still loading again.
+LOADING_RETRY_AFTER_S = 5
+
+
 def get_service(request: Request) -> AnswerService:
-    service = request.app.state.ctx.service
-    if service is None:
-        raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
-    return service
+    state: AppState = request.app.state.ctx
+    if state.service is None:
+        raise HTTPException(
+            status_code=503, detail=state.loading_detail(), headers={"Retry-After": str(LOADING_RETRY_AFTER_S)}
+        )
+    return state.service
 
 
 def _key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
@@ -40,6 +46,7 @@ def client_guard(
     """Check the API key when keys are configured, then the caller's rate limit."""
     state: AppState = request.app.state.ctx
     key = _key(bearer, header)
+    address = request.client.host if request.client else "unknown"
     if state.keys.required:
         if not key:
             raise HTTPException(
@@ -48,17 +55,31 @@ def client_guard(
                 headers=_CHALLENGE,
             )
         role = state.keys.role_of(key)
-        if role is None:
+        if role is None and key.startswith(PAGE_TOKEN_PREFIX) and state.page_tokens is not None:
+            principal = _page_visitor(state, key, address)
+        elif role is None:
             raise HTTPException(status_code=401, detail="the API key is not valid", headers=_CHALLENGE)
-        principal = Principal(role, "key:" + hashlib.sha256(key.encode()).hexdigest()[:16])
+        else:
+            principal = Principal(role, "key:" + hashlib.sha256(key.encode()).hexdigest()[:16])
     else:
-        principal = Principal("anonymous", "addr:" + (request.client.host if request.client else "unknown"))
-    wait = state.rate.check(principal.label)
+        principal = Principal("anonymous", "addr:" + address)
+    limiter = state.page_rate if principal.role == "page" else state.rate
+    wait = limiter.check(principal.label)
     if wait is not None:
         raise HTTPException(
             status_code=429, detail=f"too many requests; retry in {wait} s", headers={"Retry-After": str(wait)}
         )
     return principal
+
+
+def _page_visitor(state: AppState, token: str, address: str) -> Principal:
+    """A visitor of the bundled page, by its page token; rate-limited per address on its own limit."""
+    problem = state.page_tokens.check(token)
+    if problem == "expired":
+        raise HTTPException(status_code=401, detail="the page token has expired; reload the page", headers=_CHALLENGE)
+    if problem:
+        raise HTTPException(status_code=401, detail="the API key is not valid", headers=_CHALLENGE)
+    return Principal("page", "page:" + address)
 
 
 def admin_guard(

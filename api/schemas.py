@@ -238,6 +238,7 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
+    pid: int = Field(description="The server process that answered (with several workers, each reports its own build).")
     build_id: str
     articles: int
     chunks: int
@@ -258,6 +259,7 @@ _ERROR_DESCRIPTIONS = {
     409: "Conflict.",
     413: "The request body is too large.",
     414: "The query string is too long.",
+    415: "The body is not labelled as JSON; send it with 'Content-Type: application/json'.",
     422: "A field is missing, empty, too long, out of range or of the wrong type; `detail` names it.",
     429: "Too many requests from this client; see the Retry-After header.",
     503: "The index is not loaded yet, or the request took too long.",
@@ -270,7 +272,7 @@ def error_responses(*codes: int) -> dict:
 
 
 #: Refusals that can come from the edge of the service for any route.
-EDGE_ERRORS = error_responses(400, 408, 413, 414, 422)
+EDGE_ERRORS = error_responses(400, 408, 413, 414, 415, 422)
 #: What the question endpoints add: keys, rate limits, loading or timeouts.
 CLIENT_ERRORS = error_responses(401, 429, 503)
 

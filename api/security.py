@@ -71,6 +71,11 @@ class KeyRing:
     def has_admin(self) -> bool:
         return any(role == "admin" for _, role in self._keys)
 
+    def page_secret(self) -> bytes:
+        """The key that signs page tokens: derived from the configured keys, so every worker and
+        every restart with the same keys agree, and changing the keys retires old tokens."""
+        return hashlib.sha256(b"rag page tokens\0" + b"".join(sorted(digest for digest, _ in self._keys))).digest()
+
     def role_of(self, presented: str) -> str | None:
         """The role of a presented key, or None. Every configured key is compared, match or not."""
         digest = _digest(presented)
@@ -79,6 +84,41 @@ class KeyRing:
             if hmac.compare_digest(known, digest) and found is None:
                 found = role
         return found
+
+
+#: How long a page token opens the question endpoints; the page asks for a new one when it lapses.
+PAGE_TOKEN_TTL_S = 3600
+PAGE_TOKEN_PREFIX = "page."
+
+
+class PageTokens:
+    """Short-lived tokens the service hands to its own page at ``/``, so the page works when keys are required.
+
+    A token is ``page.EXPIRY.MAC``: an expiry time signed with HMAC-SHA256. Anyone who can load the page
+    can get one, so a token grants what the public page grants and no more: the question endpoints,
+    under their own per-address rate limit (``RAG_PAGE_RATE_LIMIT``), never ``/metrics`` or ``/admin``.
+    """
+
+    def __init__(self, secret: bytes, ttl_s: int = PAGE_TOKEN_TTL_S):
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def _mac(self, expires: int) -> str:
+        return hmac.new(self._secret, f"page:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, now: float | None = None) -> str:
+        expires = int(now if now is not None else time.time()) + self.ttl_s
+        return f"{PAGE_TOKEN_PREFIX}{expires}.{self._mac(expires)}"
+
+    def check(self, token: str, now: float | None = None) -> str | None:
+        """None when the token is valid; otherwise why not ("expired" or "invalid")."""
+        prefix, _, rest = token.partition(".")
+        expires, _, mac = rest.partition(".")
+        if prefix + "." != PAGE_TOKEN_PREFIX or not expires.isdigit() or not hmac.compare_digest(mac, self._mac(int(expires))):
+            return "invalid"
+        if int(expires) < (now if now is not None else time.time()):
+            return "expired"
+        return None
 
 
 def presented_key(headers) -> str | None:

@@ -531,8 +531,8 @@ class Server(LiveServer):
         return self
 
     def started(self) -> bool:
-        # Each worker logs this once its lifespan (model and index loading) is done.
-        return self.log().count("Application startup complete") >= self.workers
+        # Each worker logs "ready: N passages ..." once its model and index are loaded (api/app.py).
+        return self.log().count("ready: ") >= self.workers
 
     def pids(self) -> list[int]:
         """The serving processes: the one process, or the workers under uvicorn's supervisor."""

@@ -33,17 +33,22 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def launch(self, log_path: Path) -> LiveServer:
+        """Start the process and return at once (the port opens while the model and index load)."""
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(RAG_BIN), "serve", "--port", str(self.port), *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
     def start(self, log_path: Path, timeout: float = 120) -> LiveServer:
         import httpx  # here, not at the top: `rag` imports this module on every command
 
-        self.log_path = log_path
-        log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(RAG_BIN), "serve", "--port", str(self.port), *self.args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.launch(log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -68,8 +68,33 @@ def index(
     typer.echo(
         f"indexed {report.articles} article{'s' * (report.articles != 1)} into {report.chunks} chunks "
         f"(embedded {report.embedded}, cached {report.cached}) in {report.seconds:.1f} s "
-        f"-> {report.index_dir} [{report.vector_index}, build {report.build_id}]"
+        f"-> {report.index_dir} [{report.vector_index}, build {report.build_id}] from {_corpus_name(settings)}"
     )
+
+
+def _corpus_name(settings) -> str:
+    """Which articles a build read: the bundled folder unless told otherwise, which is easy to miss."""
+    from corpus.loader import DEFAULT_CORPUS_DIR
+
+    where = Path(settings.corpus_dir).resolve()
+    if where == DEFAULT_CORPUS_DIR.resolve():
+        return f"the bundled corpus {where} (--corpus DIR or RAG_CORPUS_DIR=DIR to index another)"
+    return str(where)
+
+
+def _announce_loading(settings, with_model: bool = True) -> None:
+    """One line on stderr before the slow part, so a user knows what the wait is for; stdout stays the result.
+
+    The manifest is read first: a missing or unreadable index fails with its own one-line error.
+    """
+    from rag.index import read_manifest
+
+    manifest = read_manifest(settings.index_dir)
+    chunks = (manifest.get("counts") or {}).get("chunks", "?")
+    model = (manifest.get("model") or {}).get("name", settings.encoder)
+    backend = f" ({settings.encoder_backend})" if settings.encoder == "minilm" else ""
+    what = f"the model {model}{backend} and " if with_model else ""
+    typer.echo(f"loading {what}the index {settings.index_dir} ({chunks} passages) ...", err=True)
 
 
 def search_payload(query: str, results) -> dict:
@@ -90,18 +115,25 @@ def search(
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only articles with this tag.")] = None,
 ) -> None:
     """Ranked passages for a query, with breadcrumbs and scores."""
-    from rag.retrieve import MODES, Filters, Retriever
+    from rag.errors import QueryError
+    from rag.retrieve import MODES, Filters, Retriever, unmatched_filters
     from rag.service import make_encoder, open_index
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
     settings = _settings(index_dir=index_dir)
+    if not query.strip():  # refused before the model loads, not after
+        raise QueryError("the query is empty; ask a question")
+    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
+    _announce_loading(settings, with_model=mode != "bm25")
     encoder = None if mode == "bm25" else make_encoder(settings)
     idx = open_index(settings, encoder)
+    problem = unmatched_filters(idx, filters)
+    if problem:
+        raise QueryError(problem)
     retriever = Retriever(
         idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
     )
-    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
     results = retriever.search(query, k=k, mode=mode, filters=filters)
     if as_json:
         typer.echo(json.dumps(search_payload(query, results), ensure_ascii=False, indent=2))
@@ -159,6 +191,7 @@ def ask(
         raise QueryError("the question is empty; ask something about the corpus")
     if len(question) > MAX_QUESTION_CHARS:
         raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    _announce_loading(settings)
     service = open_answer_service(settings)
     answer = service.ask(question, top_k=k, mode=mode, history=history or [])
     if as_json:
@@ -201,8 +234,6 @@ def serve(
     backend: BackendOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat widget."""
-    import uvicorn
-
     from rag.index import read_manifest, verify_files
 
     settings = _settings(
@@ -237,18 +268,9 @@ def serve(
 
         ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
     typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,  # the app logs each request once, with its request id
-        limit_concurrency=settings.limit_concurrency,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=30,  # SIGTERM: stop accepting, finish requests in flight
-    )
+    from api.serving import run
+
+    run(settings)
 
 
 # `rag eval qa|beir|compare|calibrate` (eval/cli.py) and `rag bench [scale]` (eval/bench.py, eval/scale.py)

@@ -61,6 +61,47 @@ class Filters:
         return bool(self.articles or self.categories or self.tags)
 
 
+def filter_values(articles: Mapping[str, dict]) -> dict[str, list[str]]:
+    """The values each filter can take in an index: article slugs, category names, tags."""
+    categories = {c.get("name") or c.get("slug", "") for meta in articles.values() for c in meta.get("categories", [])}
+    tags = {t for meta in articles.values() for t in meta.get("tags", [])}
+    return {
+        "article": sorted(articles),
+        "category": sorted(c for c in categories if c),
+        "tag": sorted(t for t in tags if t),
+    }
+
+
+def _listing(values: list[str], most: int = 15) -> str:
+    if not values:
+        return "none"
+    shown = ", ".join(repr(v) for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
+def unmatched_filters(index: Index, filters: Filters) -> str | None:
+    """Why no passage of ``index`` can match ``filters`` (naming the values that exist), or None.
+
+    A question under such filters has nothing to search; the caller says so instead of abstaining
+    as if the corpus did not cover the question.
+    """
+    if not filters or len(index.rows_matching(filters.articles, filters.categories, filters.tags)):
+        return None
+    existing = filter_values(index.articles)
+    wanted = {"article": filters.articles, "category": filters.categories, "tag": filters.tags}
+    for key, values in wanted.items():
+        if not values:
+            continue
+        known = {v.casefold() for v in existing[key]}
+        if key == "category":  # categories also match by slug
+            known |= {c.get("slug", "").casefold() for m in index.articles.values() for c in m.get("categories", [])}
+        if not values & known:
+            asked = ", ".join(repr(v) for v in sorted(values))
+            return f"no document matches the filter {key} {asked}; the values that exist are: {_listing(existing[key])}"
+    used = "; ".join(f"{key} {', '.join(sorted(values))}" for key, values in wanted.items() if values)
+    return f"no document matches all the filters together ({used}); each matches some documents, but not the same ones"
+
+
 def result_dict(result: SearchResult) -> dict:
     """The public JSON shape of one search result (CLI ``--json`` and ``GET /search``)."""
     chunk = result.chunk

@@ -44,6 +44,9 @@ def index_corpus(
     """Parse the configured corpus and publish a new index build."""
     articles = load_corpus(settings.corpus_dir, skip_bad=skip_bad, warn=warn)
     encoder = encoder or make_encoder(settings)
+    problem = window_warning(settings, encoder)
+    if problem and warn is not None:
+        warn(problem)
     return build_index(
         articles,
         settings.index_dir,
@@ -59,6 +62,22 @@ def index_corpus(
         corpus_path=str(settings.corpus_dir),
         progress=progress,
         log=log,
+    )
+
+
+def window_warning(settings: Settings, encoder: Encoder) -> str | None:
+    """A chunk cap the model's input window makes unreachable, said plainly (or None).
+
+    Chunks must fit the model whole, so they stop at its window whatever ``max_tokens`` says;
+    cl100k counts no more tokens than the model's word pieces for the same text.
+    """
+    window = encoder.max_input_tokens
+    if settings.max_tokens <= window:
+        return None
+    return (
+        f"RAG_MAX_TOKENS={settings.max_tokens} is above what the model reads: {encoder.name} takes at most "
+        f"{window} word pieces per passage, so chunks stop there (about {window} cl100k tokens or fewer, "
+        f"breadcrumb included); a cap of at most {window} has an effect"
     )
 
 

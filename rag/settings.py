@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     receive_timeout_s: float = Field(10.0, gt=0, le=600, description="Longest wait for the next piece of a request body.")
     limit_concurrency: int = Field(512, ge=1, le=100_000, description="Connections served at once; more get 503.")
 
+    # the bundled page at / when client keys are required (api/security.py PageTokens)
+    page_access: bool = Field(
+        True, description="With client keys set, the bundled page at / gets short-lived signed page tokens, so its visitors can ask without a key."
+    )
+    page_rate_limit: str = Field("30/minute", description="Requests per visitor address made with a page token; empty disables the limit.")
+
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _split_keys(cls, value):
@@ -85,7 +91,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "page_rate_limit")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         value = value.strip()

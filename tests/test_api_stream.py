@@ -101,10 +101,10 @@ def test_an_abstention_streams_the_message_and_no_citations(client):
     assert without_timings(done) == without_timings(expected)
 
 
-def test_an_unmatched_filter_streams_an_abstention_without_passages(client):
-    events = stream(client, {"question": "When was NASA established?", "filters": {"tag": "Football"}})
-    assert [e.event for e in events] == ["passages", "abstained", "done"]
-    assert events[0].json()["passages"] == [] and events[2].json()["passages"] == []
+def test_an_unmatched_filter_is_refused_before_any_stream(client):
+    response = client.post("/ask", json={"question": "When was NASA established?", "filters": {"tag": "Football"}}, headers=SSE)
+    assert response.status_code == 400 and response.headers["content-type"].startswith("application/json")
+    assert response.json()["detail"].startswith("no document matches the filter tag 'football'; the values that exist are:")
 
 
 def test_invalid_requests_are_refused_before_any_stream(client):

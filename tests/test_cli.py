@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from corpus import DEFAULT_CORPUS_DIR
 from conftest import RAG_BIN, SMALL_CORPUS, RagRun, build_fake_index, model_env, rag_env, run_rag, write_files
 
 INDEX_LINE = re.compile(
     r"^indexed (?P<articles>\d+) articles? into (?P<chunks>\d+) chunks "
     r"\(embedded (?P<embedded>\d+), cached (?P<cached>\d+)\) in (?P<seconds>\d+\.\d) s -> (?P<dir>\S+) "
-    r"\[(?P<kind>flat|hnsw), build (?P<build>\S+)\]$"
+    r"\[(?P<kind>flat|hnsw), build (?P<build>\S+)\] from (?P<bundled>the bundled corpus )?(?P<corpus>\S+)(?: \(.*\))?$"
 )
 
 
@@ -42,6 +43,7 @@ def test_index_then_reindex_then_search(tmp_path: Path, rag_cli, small_corpus):
     assert (int(m["embedded"]), int(m["cached"])) == (chunks, 0)
     assert float(m["seconds"]) >= 0
     assert m["dir"] == str(tmp_path / "index")
+    assert m["corpus"] == str(small_corpus.resolve())  # which folder was read is never left to guess
     assert (tmp_path / "index").is_symlink()
 
     second = rag_cli(["index"], RAG_CORPUS_DIR=small_corpus)
@@ -53,6 +55,8 @@ def test_index_then_reindex_then_search(tmp_path: Path, rag_cli, small_corpus):
 
     search = rag_cli(["search", "How many termites does an aardvark eat?", "--json", "-k", "3"])
     assert search.returncode == 0, search.stderr
+    # what the wait is for goes to stderr, one line; stdout stays the JSON a script reads
+    assert search.stderr.splitlines() == [f"loading the model fake/hashing-64 and the index {tmp_path / 'index'} ({chunks} passages) ..."]
     payload = search.json()
     assert set(payload) == {"query", "results"}
     assert payload["query"] == "How many termites does an aardvark eat?"
@@ -80,6 +84,7 @@ CASES = {
     "search-text": (["search", "gothic cathedral windows", "--mode", "bm25", "-k", "1"], {}, "index"),
     "search-tag": (["search", "gothic cathedral windows", "--json", "--tag", "VEHICLES"], {}, "index"),
     "search-no-match": (["search", "gothic", "--json", "--category", "Cooking"], {}, "index"),
+    "index-bundled": (["index"], {"RAG_MAX_TOKENS": "1000", "RAG_OVERLAP_TOKENS": "32"}, None),
     "skip-bad": (["index", "--skip-bad"], {"RAG_CORPUS_DIR": "{tmp}/broken"}, "broken"),
     "no-index": (["search", "satellite"], {}, None),
     "no-index-json": (["search", "satellite", "--json", "--mode", "bm25"], {}, None),
@@ -184,8 +189,26 @@ def test_search_filters(runs):
     assert tagged.returncode == 0, tagged.stderr
     assert {r["title"] for r in tagged.json()["results"]} == {"Bicycles"}
     nothing, _ = runs["search-no-match"]
-    assert nothing.returncode == 0, nothing.stderr
-    assert nothing.json() == {"query": "gothic", "results": []}
+    assert nothing.returncode == 2 and nothing.stdout == ""  # a usage error, like every QueryError
+    loading, error = nothing.stderr.splitlines()  # the filter is checked against the loaded index
+    assert loading.startswith("loading the model")
+    assert error == (
+        "error: no document matches the filter category 'cooking'; "
+        "the values that exist are: 'Animals', 'Architecture', 'Transport'"
+    )
+
+
+def test_index_names_the_bundled_corpus_and_warns_about_a_cap_the_model_cannot_reach(runs):
+    run, _ = runs["index-bundled"]
+    assert run.returncode == 0, run.stderr
+    m = INDEX_LINE.match(run.stdout.strip())
+    assert m and m["bundled"] and m["corpus"] == str(DEFAULT_CORPUS_DIR.resolve()), run.stdout
+    assert run.stdout.strip().endswith("(--corpus DIR or RAG_CORPUS_DIR=DIR to index another)")
+    assert run.stderr.splitlines() == [
+        "warning: RAG_MAX_TOKENS=1000 is above what the model reads: fake/hashing-64 takes at most 256 word pieces per "
+        "passage, so chunks stop there (about 256 cl100k tokens or fewer, breadcrumb included); a cap of at most 256 "
+        "has an effect"
+    ]
 
 
 def test_skip_bad_skips_with_a_warning(runs):

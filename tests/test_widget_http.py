@@ -233,3 +233,70 @@ def test_same_origin_only_by_default(index_root):
         assert _preflight(c, ALLOWED).status_code == 400
         response = c.get("/widget-config.json", headers={"Origin": ALLOWED})
         assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+
+
+# ------------------------------------------------------------------------------ the page with keys required
+
+CLIENT_KEY = "client-key-0123456789abcdef"
+OWN_PAGE = {"Sec-Fetch-Site": "same-origin"}  # what a browser sends from the service's own page
+
+
+def _page_token(c: TestClient) -> str:
+    config = c.get("/widget-config.json", headers=OWN_PAGE)
+    assert config.status_code == 200 and config.headers["cache-control"] == "no-store"
+    assert config.json()["key_required"] is True
+    return config.json()["page_token"]
+
+
+def test_with_keys_the_own_page_gets_a_token_that_opens_the_question_endpoints(index_root):
+    with client(index_root, api_keys=[CLIENT_KEY]) as c:
+        question = {"question": "What do aardvarks eat?"}
+        assert c.post("/ask", json=question).status_code == 401  # what the page got before: every question refused
+        token = _page_token(c)
+        bearer = {"Authorization": f"Bearer {token}"}
+        answer = c.post("/ask", json=question, headers=bearer)
+        assert answer.status_code == 200 and answer.json()["passages"], answer.text
+        streamed = c.post("/ask", json=question, headers={**bearer, "Accept": "text/event-stream"})
+        assert streamed.status_code == 200 and "event: done" in streamed.text
+        passage = answer.json()["passages"][0]["passage_id"]
+        assert c.get(f"/passages/{passage}", headers=bearer).status_code == 200
+        assert c.get("/search", params={"q": "termites"}, headers=bearer).status_code == 200
+        # what the page cannot do
+        refused = c.get("/metrics", headers=bearer)
+        assert refused.status_code == 403 and "/metrics needs a client key" in refused.json()["detail"]
+        assert c.post("/admin/reload", headers=bearer).status_code in (401, 403)
+        assert c.get("/metrics", headers={"X-API-Key": CLIENT_KEY}).status_code == 200
+
+
+def test_page_tokens_go_to_the_own_page_only_and_cannot_be_forged_or_kept(index_root):
+    with client(index_root, api_keys=[CLIENT_KEY]) as c:
+        for headers in ({}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):
+            config = c.get("/widget-config.json", headers=headers).json()
+            assert config["key_required"] is True and config["page_token"] is None, headers
+        token = _page_token(c)
+        prefix, expires, mac = token.split(".")
+        forged = f"{prefix}.{int(expires) + 10**6}.{mac}"  # a later expiry with the old signature
+        for bad in (forged, token[:-1] + ("0" if token[-1] != "0" else "1"), "page.123.abc"):
+            response = c.post("/ask", json={"question": "aardvarks?"}, headers={"Authorization": f"Bearer {bad}"})
+            assert response.status_code == 401 and response.json()["detail"] == "the API key is not valid", bad
+        state = c.app.state.ctx
+        lapsed = state.page_tokens.issue(now=0)  # signed properly, expired long ago
+        response = c.post("/ask", json={"question": "aardvarks?"}, headers={"Authorization": f"Bearer {lapsed}"})
+        assert response.status_code == 401 and "expired; reload the page" in response.json()["detail"]
+    with client(index_root, api_keys=["another-key-0123456789abcdef"]) as other:  # other keys: old tokens die
+        response = other.post("/ask", json={"question": "aardvarks?"}, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+
+
+def test_page_visitors_have_their_own_rate_limit_and_page_access_can_be_turned_off(index_root):
+    with client(index_root, api_keys=[CLIENT_KEY], page_rate_limit="2/minute") as c:
+        bearer = {"Authorization": f"Bearer {_page_token(c)}"}
+        statuses = [c.get("/search", params={"q": "termites"}, headers=bearer).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert c.get("/search", params={"q": "termites"}, headers={"X-API-Key": CLIENT_KEY}).status_code == 200
+    with client(index_root, api_keys=[CLIENT_KEY], page_access=False) as c:
+        assert c.get("/widget-config.json", headers=OWN_PAGE).json()["page_token"] is None
+    with client(index_root) as c:  # without keys there is nothing to hand out
+        assert c.get("/widget-config.json", headers=OWN_PAGE).json() | {"version": ""} == {
+            "max_question_chars": MAX_QUESTION_CHARS, "max_history": 5, "version": "", "key_required": False, "page_token": None
+        }

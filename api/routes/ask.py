@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AbstentionModel, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
 from rag.errors import QueryError
-from rag.retrieve import Filters
+from rag.retrieve import Filters, unmatched_filters
 
 router = APIRouter(tags=["answers"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 log = logging.getLogger("rag.api")
@@ -36,12 +36,15 @@ A failure after the stream has started arrives as `error`: `{"detail"}`.
     description="Returns JSON, or server-sent events when the request accepts `text/event-stream`.\n" + STREAM_DOC,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        400: {"description": "Malformed JSON or an unusable filter."},
+        400: {"description": "Malformed JSON, or filters that no document matches (`detail` lists the values that exist)."},
         422: {"description": "A field is missing, empty, too long or out of range."},
     },
 )
 async def ask(body: AskRequest, request: Request, _: ClientDep, service: ServiceDep, state: StateDep):
     filters = Filters.from_mapping(body.filters.as_mapping())
+    problem = unmatched_filters(service.index, filters)
+    if problem:
+        raise QueryError(problem)
     kwargs = {"top_k": body.top_k, "mode": body.mode, "history": body.history, "filters": filters}
     if "text/event-stream" in request.headers.get("accept", ""):
         return EventSourceResponse(_stream(body, kwargs, service, state), ping=15)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, HTTPException
 
-from api.deps import StateDep
+from api.deps import LOADING_RETRY_AFTER_S, StateDep
 from api.schemas import EDGE_ERRORS, Health, Ready
 
 router = APIRouter(tags=["operations"], responses=EDGE_ERRORS)
@@ -19,14 +21,17 @@ async def health() -> Health:
     "/ready",
     response_model=Ready,
     summary="The index is loaded and answering",
-    responses={503: {"description": "Still loading, or the index could not be loaded."}},
+    responses={503: {"description": "Still loading the model and the index (`detail` says so; see Retry-After)."}},
 )
 async def ready(state: StateDep):
     service = state.service
     if service is None:
-        raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
+        raise HTTPException(
+            status_code=503, detail=state.loading_detail(), headers={"Retry-After": str(LOADING_RETRY_AFTER_S)}
+        )
     index = service.index
     return Ready(
+        pid=os.getpid(),
         build_id=index.build_id,
         articles=len(index.articles),
         chunks=len(index),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -12,6 +12,13 @@ from api.deps import ClientDep, StateDep
 router = APIRouter(tags=["operations"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 
 
-@router.get("/metrics", summary="Request counts, latency histograms per route, index size", response_class=Response)
-async def metrics(_: ClientDep, state: StateDep) -> Response:
+@router.get(
+    "/metrics",
+    summary="Request counts, latency histograms per route, index size",
+    response_class=Response,
+    responses={403: {"description": "A page token does not open /metrics."}},
+)
+async def metrics(caller: ClientDep, state: StateDep) -> Response:
+    if caller.role == "page":
+        raise HTTPException(status_code=403, detail="a page token opens the question endpoints only; /metrics needs a client key")
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

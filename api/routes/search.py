@@ -18,12 +18,18 @@ from api.schemas import (
     SearchResponse,
     clean_text,
 )
-from rag.retrieve import Filters
+from rag.errors import QueryError
+from rag.retrieve import Filters, unmatched_filters
 
 router = APIRouter(tags=["search"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 
 
-@router.get("/search", response_model=SearchResponse, summary="Ranked passages with breadcrumbs and scores")
+@router.get(
+    "/search",
+    response_model=SearchResponse,
+    summary="Ranked passages with breadcrumbs and scores",
+    responses={400: {"description": "Filters that no document matches (`detail` lists the values that exist)."}},
+)
 async def search(
     _: ClientDep,
     service: ServiceDep,
@@ -48,5 +54,8 @@ async def search(
     if not query:
         raise HTTPException(status_code=422, detail="q: is empty; send some words to search for")
     filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
+    problem = unmatched_filters(service.index, filters)
+    if problem:
+        raise QueryError(problem)
     results = await state.run(service.retriever.search, query, k=k, mode=mode, filters=filters)
     return SearchResponse.of(query, results)

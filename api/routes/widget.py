@@ -42,6 +42,12 @@ class WidgetConfig(BaseModel):
     max_question_chars: int = Field(description="Longest question /ask accepts, in characters after whitespace is collapsed.")
     max_history: int = Field(description="Earlier questions worth sending with a follow-up.")
     version: str
+    key_required: bool = Field(description="Whether the question endpoints need a key (RAG_API_KEYS is set).")
+    page_token: str | None = Field(
+        None,
+        description="With keys required, a short-lived token for the service's own page (same-origin requests only); "
+        "send it as 'Authorization: Bearer TOKEN'.",
+    )
 
 
 def _etag_matches(request: Request, etag: str | None) -> bool:
@@ -74,10 +80,16 @@ for _path, (_file, _type, _cache) in ASSETS.items():
 
 
 @router.get("/widget-config.json", response_model=WidgetConfig, summary="Limits the chat widget enforces in the browser")
-async def widget_config(state: StateDep) -> JSONResponse:
+async def widget_config(state: StateDep, request: Request) -> JSONResponse:
+    # Browsers label a request from the service's own page "same-origin" (a page on another site
+    # cannot change that); embeds on other sites bring their own key (data-api-key) instead.
+    own_page = request.headers.get("sec-fetch-site") == "same-origin"
+    token = state.page_tokens.issue() if state.page_tokens is not None and own_page else None
     config = WidgetConfig(
         max_question_chars=MAX_QUESTION_CHARS,
         max_history=min(MAX_HISTORY_ITEMS, state.settings.max_history),
         version=__version__,
+        key_required=state.keys.required,
+        page_token=token,
     )
-    return JSONResponse(config.model_dump(), headers={"Cache-Control": _NO_CACHE})
+    return JSONResponse(config.model_dump(), headers={"Cache-Control": "no-store" if token else _NO_CACHE})

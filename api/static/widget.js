@@ -186,9 +186,14 @@
     this.requestId = (extra && extra.requestId) || "";
   }
 
+  // When the service requires keys, it gives its own page (same origin, no data-api-key) a short-lived
+  // page token in /widget-config.json; it is renewed once when the service says it has lapsed.
+  var pageToken = "";
+
   function apiHeaders(accept) {
     var headers = { Accept: accept };
     if (options.apiKey) headers["X-API-Key"] = options.apiKey;
+    else if (pageToken) headers.Authorization = "Bearer " + pageToken;
     return headers;
   }
 
@@ -274,6 +279,10 @@
 
   /** POST /ask as a stream; calls handlers.passages / sentence / abstained and resolves with `done`. */
   function streamAnswer(body, handlers, controller) {
+    return loadConfig().then(function () { return sendQuestion(body, handlers, controller, false); });
+  }
+
+  function sendQuestion(body, handlers, controller, renewed) {
     var headers = apiHeaders("text/event-stream");
     headers["Content-Type"] = "application/json";
     var request = fetch(options.api + "/ask", {
@@ -292,6 +301,10 @@
         return networkError().then(function (e) { throw e; });
       })
       .then(function (response) {
+        if (response.status === 401 && pageToken && !renewed) {
+          // The page token lapsed (the tab stayed open): take a fresh one and ask again, once.
+          return loadConfig(true).then(function () { return sendQuestion(body, handlers, controller, true); });
+        }
         if (!response.ok) return httpError(response).then(function (e) { throw e; });
         var type = response.headers.get("Content-Type") || "";
         if (type.indexOf("text/event-stream") < 0) {
@@ -347,20 +360,34 @@
   }
 
   function fetchPassage(id) {
-    return fetch(options.api + "/passages/" + encodeURIComponent(id), {
-      headers: apiHeaders("application/json"),
-      mode: "cors",
-      credentials: "omit",
+    return loadConfig().then(function () {
+      return fetch(options.api + "/passages/" + encodeURIComponent(id), {
+        headers: apiHeaders("application/json"),
+        mode: "cors",
+        credentials: "omit",
+      });
     }).then(function (response) {
       if (!response.ok) throw new Error("HTTP " + response.status);
       return response.json();
     });
   }
 
-  function loadConfig() {
-    return fetch(options.api + "/widget-config.json", { mode: "cors", credentials: "omit", headers: { Accept: "application/json" } })
+  var configRequest = null;
+
+  /** The server's limits (and, for the service's own page, a page token); fetched once unless `fresh`. */
+  function loadConfig(fresh) {
+    if (configRequest && !fresh) return configRequest;
+    configRequest = fetch(options.api + "/widget-config.json", {
+      mode: "cors", credentials: "omit", cache: "no-store", headers: { Accept: "application/json" },
+    })
       .then(function (response) { return response.ok ? response.json() : null; })
-      .catch(function () { return null; }); // without it the server still enforces every limit
+      .catch(function () { return null; }) // without it the server still enforces every limit
+      .then(function (config) {
+        pageToken = (config && config.page_token) || "";
+        if (!config) configRequest = null; // try again with the next question
+        return config;
+      });
+    return configRequest;
   }
 
   // ------------------------------------------------------------------------------ the widget

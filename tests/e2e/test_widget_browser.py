@@ -556,6 +556,47 @@ def test_server_stopped_mid_session_shows_an_error_and_retry_works_once_it_is_ba
         server.stop()
 
 
+def test_with_keys_required_the_page_still_answers_and_renews_a_lapsed_page_token(open_tab, tmp_path):
+    from playwright.sync_api import expect
+
+    # Keys on: the page gets a signed page token from /widget-config.json (fake encoder, answering
+    # every question, so a start takes seconds; what is tested is the page's access, not the answer).
+    build_fake_index(tmp_path, DEFAULT_CORPUS_DIR)
+    env = rag_env(tmp_path)
+    env.update(RAG_API_KEYS="client-key-0123456789abcdef", RAG_ABSTAIN_THRESHOLD="-1", RAG_LOG_LEVEL="warning")
+    server = LiveServer(env).start(tmp_path / "server.log", timeout=300)
+    try:
+        assert httpx.post(f"{server.url}/ask", json={"question": QUESTION}).status_code == 401  # no key, no answer
+        tab = open_tab(server.url + "/")
+        lapsed = {"left": 1}
+
+        def lapse_once(route, request) -> None:
+            # The first question finds its token lapsed, as after an hour in an open tab.
+            if lapsed["left"]:
+                lapsed["left"] -= 1
+                route.fulfill(status=401, content_type="application/json", body=json.dumps({"detail": "the page token has expired; reload the page"}))
+            else:
+                route.continue_()
+
+        tab.page.route("**/ask", lapse_once)
+        ask(tab, QUESTION)
+        answer = reply(tab, 0)
+        expect(answer).to_have_attribute("data-kind", "answer")
+        configs = tab.page.evaluate(f"performance.getEntriesByName('{server.url}/widget-config.json').length")
+        assert lapsed["left"] == 0 and configs == 2  # the token was renewed once, then the question answered
+        tab.page.unroute("**/ask")
+
+        ask(tab, FOLLOW_UP)
+        expect(reply(tab, 1)).to_have_attribute("data-kind", "answer")
+        reply(tab, 1).locator(".badge").first.click()  # the passage viewer uses the token too
+        viewer = tab.page.locator("dialog.viewer")
+        expect(viewer).to_be_visible()
+        expect(viewer.locator("mark")).to_have_count(1)
+        assert tab.csp_violations() == [] and tab.errors() == []
+    finally:
+        server.stop()
+
+
 # ------------------------------------------------------------------------------ the embed snippet
 
 

@@ -1,0 +1,168 @@
+"""A newcomer following README.md: ``make run`` (index built, then served), the port answering
+"starting" while the model loads, every curl example of the README against that live server,
+and the README's sample answer compared with what the service returns for the same request."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eval.live_server import free_port
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCUMENTED_URL = "http://127.0.0.1:8000"
+
+
+def sh_blocks(text: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+
+
+def curl_examples(text: str) -> list[str]:
+    """Every curl command of the README's shell blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in sh_blocks(text):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split("  #")[0].strip()
+            if command.startswith("curl "):
+                commands.append(command)
+    return commands
+
+
+def sample_response() -> tuple[dict, dict]:
+    """The README's POST /ask example: the request its curl command sends, and the response it shows."""
+    section = README[README.index("### `POST /ask`") :]
+    request = json.loads(re.search(r"-d '(\{.*?\})'", section).group(1))
+    body = re.search(r"```json\n(.*?)```", section, flags=re.S).group(1)
+    return request, json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory, bundled_index):
+    """``make run`` as the quickstart says, on a free port, with the index and cache in a temporary folder.
+
+    The cache is primed with the bundled article's vectors so the build it runs takes seconds, not the
+    first embedding of the article; the build, the start and the model load are the real ones.
+    """
+    tmp = tmp_path_factory.mktemp("make-run")
+    (tmp / "cache").mkdir()
+    shutil.copy(bundled_index.cache_path, tmp / "cache" / "embeddings.sqlite")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(RAG_INDEX_DIR=str(tmp / "index"), RAG_CACHE_DIR=str(tmp / "cache"), RAG_RATE_LIMIT="")
+    venv = Path(sys.executable).parent.parent  # the environment running the tests is the one make run uses
+    log_path = tmp / "make-run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            ["make", "-C", str(REPO), "run", f"PORT={port}", f"VENV={venv}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    seen: list[tuple[int, str, str]] = []  # (status, detail, Retry-After) of each /ready answer until 200
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            try:
+                response = httpx.get(f"{url}/ready", timeout=5)
+            except httpx.HTTPError:  # building the index: the server has not started yet
+                time.sleep(0.05)
+                continue
+            detail = response.json().get("detail", "") if response.status_code != 200 else ""
+            seen.append((response.status_code, detail, response.headers.get("retry-after", "")))
+            if response.status_code == 200:
+                break
+            time.sleep(0.05)
+        assert seen and seen[-1][0] == 200, log_path.read_text(errors="replace")
+        yield url, seen, log_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_make_run_answers_starting_while_the_model_loads_then_ready(make_run):
+    url, seen, log_path = make_run
+    starting = [s for s in seen if s[0] == 503]
+    assert starting, f"the port only opened once loaded: {seen}"
+    status, detail, retry_after = starting[0]
+    assert detail.startswith("the service is starting: the model and the index are not loaded yet"), detail
+    assert retry_after.isdigit()
+    assert [s[0] for s in seen] == [503] * len(starting) + [200]
+    log = log_path.read_text(errors="replace")
+    assert "building the index of" in log and "serving on http://127.0.0.1:" in log  # the quickstart's promise
+
+
+def test_every_curl_example_of_the_readme_works_against_the_live_server(make_run):
+    url, _, _ = make_run
+    commands = curl_examples(README)
+    assert len(commands) >= 7, commands
+    for command in commands:
+        live = command.replace(DOCUMENTED_URL, url)
+        assert live != command, f"an example not on {DOCUMENTED_URL}: {command}"
+        run = subprocess.run(
+            shlex.split(live) + ["--max-time", "60", "--write-out", "\nHTTP %{http_code}"],
+            capture_output=True, text=True, timeout=90,
+        )
+        assert run.returncode == 0, (command, run.stderr)
+        body, _, status = run.stdout.rpartition("\n")
+        assert status == "HTTP 200", (command, run.stdout[-500:])
+        if "event-stream" in command:
+            assert "event: done" in body, command
+        elif "/metrics" in command:
+            assert "rag_" in body or "http_" in body, command
+        else:
+            assert "detail" not in json.loads(body), (command, body[:300])
+
+
+def _matches(shown, real, path: str = "$") -> list[str]:
+    """Where the README's sample differs from a real response: keys, types, values (numbers to the
+    precision shown; ``...`` stands for the rest of a string; timings vary, so only their names count)."""
+    if isinstance(shown, dict):
+        if not isinstance(real, dict) or set(shown) != set(real):
+            return [f"{path}: keys {sorted(shown)} != {sorted(real) if isinstance(real, dict) else real!r}"]
+        if path.endswith("timings_ms"):
+            return []
+        return [d for key in shown for d in _matches(shown[key], real[key], f"{path}.{key}")]
+    if isinstance(shown, list):
+        if not isinstance(real, list) or (len(shown) != len(real) and not path.endswith("passages")):
+            return [f"{path}: {len(shown)} items shown, {len(real) if isinstance(real, list) else real!r} returned"]
+        differences = []
+        for i, (a, b) in enumerate(zip(shown, real)):
+            differences += _matches(a, b, f"{path}[{i}]")
+        return differences
+    if isinstance(shown, bool) or isinstance(shown, str) or shown is None:
+        if isinstance(shown, str) and shown.endswith(" ...") and isinstance(real, str):
+            return [] if real.startswith(shown[:-4]) else [f"{path}: {shown!r} is not how {real!r} starts"]
+        return [] if shown == real else [f"{path}: {shown!r} != {real!r}"]
+    if isinstance(shown, (int, float)) and isinstance(real, (int, float)) and not isinstance(real, bool):
+        decimals = len(repr(float(shown)).split(".")[1]) if isinstance(shown, float) else 0
+        return [] if abs(shown - real) <= 10 ** -decimals else [f"{path}: {shown} != {real}"]
+    return [f"{path}: {shown!r} != {real!r}"]
+
+
+def test_the_readme_sample_answer_is_what_the_service_returns(make_run):
+    url, _, _ = make_run
+    request, shown = sample_response()
+    real = httpx.post(f"{url}/ask", json=request, timeout=60).json()
+    differences = _matches(shown, real)
+    assert not differences, (
+        "README.md's sample response differs from the service's:\n" + "\n".join(differences)
+        + "\nThe service returns:\n" + json.dumps(real, ensure_ascii=False, indent=1)[:6000]
+    )

@@ -22,7 +22,17 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.answerability import AnswerabilityModel, Evidence, Verdict, defined_acronyms, features, judge, message, uncovered
+from rag.answerability import (
+    AnswerabilityModel,
+    Evidence,
+    Verdict,
+    answer_type_present,
+    defined_acronyms,
+    features,
+    judge,
+    message,
+    uncovered,
+)
 from rag.errors import QueryError
 from rag.faults import checkpoint
 from rag.lexical import STOPWORDS, analyze, fold
@@ -416,7 +426,8 @@ class AnswerService:
             return abstain(overall.reason, message(whole, overall.reason, overall.missing, overall.mentioned), support, overall.missing, overall.mentioned)
 
         yes_no = whole.expects == YESNO and not parts
-        chosen = self._choose(citable, results, answered, yes_no)
+        complete = [self._complete(whole, v, citable, evidence) for v in answered]
+        chosen = self._choose(citable, results, answered, yes_no, complete)
         answer = self._cite(question, query, chosen, results, support, lead_first=yes_no)
         quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
         notes, missing, mentioned = [], [], []
@@ -434,6 +445,14 @@ class AnswerService:
         if notes and not answer.abstained:
             answer.abstention = Abstention("partial", " ".join(notes), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(mentioned)))
         return answer
+
+    def _complete(self, question: QuestionAnalysis, verdict: Verdict, citable: list[_Candidate], evidence: list[Evidence]) -> bool:
+        """Whether the unit that leads for ``verdict`` holds every name and word of the question, and its kind of answer."""
+        model = self.config.answerability
+        ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
+        lead = next(n for n in ranked if verdict.probabilities[n] >= model.threshold)
+        typed = answer_type_present(question.expects, evidence[lead].text, [n.text for n in question.names])
+        return typed and not uncovered(question, verdict, [lead], evidence, self._acronyms(), model.min_credit)
 
     def answerability_features(self, question: str, *, top_k: int = 5, mode: str = "hybrid"):
         """For fitting (``rag eval fit-answerability``): the features of every citable unit for ``question``
@@ -503,7 +522,9 @@ class AnswerService:
     def _word_vectors(self) -> _WordVectors | None:
         return _WordVectors(self.index) if self.index.word_vectors is not None else None
 
-    def _choose(self, citable: list[_Candidate], results: list[SearchResult], answered: list[Verdict], yes_no: bool) -> list[_Candidate]:
+    def _choose(
+        self, citable: list[_Candidate], results: list[SearchResult], answered: list[Verdict], yes_no: bool, complete: list[bool]
+    ) -> list[_Candidate]:
         """The units to quote: for each answering verdict, its best-scoring unit that answers; then the
         strongest others that are judged to answer at least in part."""
         cfg = self.config
@@ -525,15 +546,19 @@ class AnswerService:
                 labels.add(label)
 
         ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
-        for verdict in answered:
-            take(citable[next(n for n in ranked if verdict.probabilities[n] >= model.threshold)])
+        leads = [next(n for n in ranked if verdict.probabilities[n] >= model.threshold) for verdict in answered]
+        for n in leads:
+            take(citable[n])
         best = max(c.score for c in chosen)
         lead = answered[0]
+        # Once the first quote holds everything the question asks, a further quote must answer as well as it
+        # does: one that only restates the topic ("Space diplomacy refers to ...") is not appended.
+        floor = lead.probabilities[leads[0]] if complete[0] else model.threshold * cfg.extra_share
         for n in ranked:
             cand = citable[n]
             if cand.score < best * cfg.relative_cutoff:
                 break
-            if lead.probabilities[n] >= model.threshold * cfg.extra_share:
+            if lead.probabilities[n] >= floor:
                 take(cand)
         return chosen
 

@@ -309,7 +309,8 @@ def _join(items: Sequence[str], word: str = "or") -> str:
 
 
 def _article(name: str) -> str:
-    return f"the {name}" if name.isupper() and len(name) <= 6 and not name.endswith("S") else name
+    """"the ISS", "the UN"; longer acronyms read as names ("NASA", "UNOOSA")."""
+    return f"the {name}" if name.isupper() and len(name) <= 3 else name
 
 
 def message(question: QuestionAnalysis, reason: str, missing: Sequence[str], mentioned: Sequence[str]) -> str:

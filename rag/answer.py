@@ -88,6 +88,7 @@ class AnswerConfig:
     answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answerability.py)
     yes_no_sentences: int = 2  # a yes/no question is settled by its best quote, and one more at most
     extra_share: float = 0.5  # quotes after the first need this share of the answerability threshold
+    uncertain_sentences: int = 2  # most quotes in an answer that says part of the question is not covered
 
 
 @dataclass(frozen=True)
@@ -428,20 +429,26 @@ class AnswerService:
         yes_no = whole.expects == YESNO and not parts
         complete = [self._complete(whole, v, citable, evidence) for v in answered]
         chosen = self._choose(citable, results, answered, yes_no, complete)
-        answer = self._cite(question, query, chosen, results, support, lead_first=yes_no)
         quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
+        gaps = ()
+        if not parts and overall.answerable and overall.probability < cfg.answerability.confident:
+            # answered, but not surely: say which of the question's focus the quotes do not hold, and
+            # quote only the best two rather than pile up passages that do not answer either
+            gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
+            if gaps and len(chosen) > cfg.uncertain_sentences:
+                chosen = chosen[: cfg.uncertain_sentences]
+                quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
+                gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
+        answer = self._cite(question, query, chosen, results, support, lead_first=yes_no)
         notes, missing, mentioned = [], [], []
         for part, v in zip(parts, verdicts):
             if not v.answerable:
                 notes.append(message(part, v.reason, v.missing, v.mentioned))
                 missing += v.missing
                 mentioned += v.mentioned
-        if not notes and overall.answerable and overall.probability < cfg.answerability.confident:
-            # answered, but not surely: say which of the question's focus the quotes do not hold
-            gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
-            if gaps:
-                notes.append(message(whole, "partial", gaps, ()))
-                missing += gaps
+        if gaps:
+            notes.append(message(whole, "partial", gaps, ()))
+            missing += gaps
         if notes and not answer.abstained:
             answer.abstention = Abstention("partial", " ".join(notes), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(mentioned)))
         return answer

@@ -152,9 +152,11 @@ def search(
 
 def _print_answer(answer) -> None:
     typer.echo(answer.answer)
+    if answer.abstention is not None and not answer.abstained:
+        typer.echo(f"\nNot covered: {answer.abstention.message}")
     if answer.abstained:
         if answer.passages:
-            typer.echo("\nRelated reading (low confidence):")
+            typer.echo("\nRelated reading (does not answer the question):")
             for r in answer.passages[:3]:
                 typer.echo(f"  - {' > '.join(r.chunk.section)}  [{r.chunk.id}]")
         return

@@ -80,7 +80,7 @@ def test_ask_off_topic_prints_the_abstention_message(runs):
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == ABSTAIN_MESSAGE
-    assert "Related reading (low confidence):" in lines
+    assert "Related reading (does not answer the question):" in lines
     assert not any(MARKER_RE.match(line) for line in lines), "an abstention cites nothing"
 
 

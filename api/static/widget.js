@@ -277,7 +277,14 @@
     return Promise.race([promise, timeout]).finally(function () { clearTimeout(timer); });
   }
 
-  /** POST /ask as a stream; calls handlers.passages / sentence / abstained and resolves with `done`. */
+  /** The heading of a reply that does not answer, by the service's reason. */
+  function abstentionTitle(reason) {
+    if (reason === "needs_context") return "The question needs its context";
+    if (reason === "references_only") return "Only in the articles' sources";
+    return "Not covered by the articles";
+  }
+
+  /** POST /ask as a stream; calls handlers.passages / sentence / abstained / partial and resolves with `done`. */
   function streamAnswer(body, handlers, controller) {
     return loadConfig().then(function () { return sendQuestion(body, handlers, controller, false); });
   }
@@ -331,6 +338,7 @@
       if (event === "passages") handlers.passages(payload);
       else if (event === "sentence") handlers.sentence(payload);
       else if (event === "abstained") handlers.abstained(payload);
+      else if (event === "partial") handlers.partial(payload);
       else if (event === "done") result = payload;
       else if (event === "error") failure = new AskError("server", (payload.detail || "The service failed while answering") + ". Please retry.");
     });
@@ -678,6 +686,11 @@
       },
       abstained: function (payload) {
         turn.message = payload.message || "";
+        turn.reason = payload.reason || "";
+      },
+      partial: function (payload) {
+        turn.note = payload.message || "";
+        self.render(turn);
       },
     };
     streamAnswer(body, handlers, controller)
@@ -709,6 +722,9 @@
     var cited = {};
     turn.citations.forEach(function (c) { cited[c.passage_id] = true; });
     var passages = done.passages || turn.passages || [];
+    var why = done.abstention || null;
+    turn.reason = why ? why.reason : turn.reason || "";
+    turn.note = why && !done.abstained ? why.message : "";
     if (done.abstained) {
       turn.status = "abstained";
       turn.message = done.answer || turn.message;
@@ -720,10 +736,13 @@
     }
     turn.phase = "";
     this.render(turn);
-    if (done.abstained) this.announce("Not covered by the articles. " + turn.message);
+    if (done.abstained) this.announce(abstentionTitle(turn.reason) + ". " + turn.message);
     else {
       var sources = new Set(turn.citations.map(function (c) { return c.passage_id; })).size;
-      this.announce("Answer, from " + sources + " source" + (sources === 1 ? "" : "s") + ": " + stripMarkers(done.answer || ""));
+      this.announce(
+        "Answer, from " + sources + " source" + (sources === 1 ? "" : "s") + ": " + stripMarkers(done.answer || "") +
+          (turn.note ? " Not covered: " + turn.note : "")
+      );
     }
   };
 
@@ -838,6 +857,10 @@
       reply.appendChild(h("span", { class: "caret", "aria-hidden": "true" }));
       return reply;
     }
+    if (turn.note) {
+      // the part of the question the quotes leave out, said plainly under the answer
+      reply.appendChild(h("p", { class: "partial-note", "data-kind": "partial" }, icon("info"), h("span", { text: turn.note })));
+    }
     reply.appendChild(this.renderSources(turn));
     return reply;
   };
@@ -939,7 +962,7 @@
             type: "button",
             class: "source related-item",
             "data-key": "related-" + p.passage_id,
-            onclick: function (event) { self.openPassage(p, null, event.currentTarget, "Related reading · low confidence"); },
+            onclick: function (event) { self.openPassage(p, null, event.currentTarget, "Related reading · does not answer the question"); },
           },
           h("span", { class: "source-text" },
             h("span", { class: "source-section", text: path[path.length - 1] }),
@@ -950,14 +973,14 @@
     });
     return h(
       "div",
-      { class: "msg msg-bot abstained", "data-kind": "abstained", "data-state": "done" },
-      h("p", { class: "notice-title" }, icon("info"), h("span", { text: "Not covered by the articles" })),
+      { class: "msg msg-bot abstained", "data-kind": "abstained", "data-state": "done", "data-reason": turn.reason || "" },
+      h("p", { class: "notice-title" }, icon("info"), h("span", { text: abstentionTitle(turn.reason) })),
       h("p", { class: "notice-text", text: turn.message || "The articles do not answer this question." }),
       related.length
         ? h(
             "div",
             { class: "related" },
-            h("h3", { class: "sources-title" }, "Related reading ", h("span", { class: "low", text: "(low confidence)" })),
+            h("h3", { class: "sources-title" }, "Related reading ", h("span", { class: "low", text: "(does not answer the question)" })),
             h("ul", { class: "source-list" }, related)
           )
         : null

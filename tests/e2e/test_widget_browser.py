@@ -415,13 +415,50 @@ def test_off_topic_question_gets_a_plain_abstention_not_an_answer(open_tab, api_
 
     related = abstention.locator(".related .source")
     assert related.count() >= 1
-    expect(abstention.locator(".related")).to_contain_text("low confidence")
+    expect(abstention.locator(".related")).to_contain_text("does not answer the question")
     related.first.click()
     viewer = tab.page.locator("dialog.viewer")
     expect(viewer).to_be_visible()
-    expect(viewer.locator(".viewer-kicker")).to_contain_text("low confidence")
+    expect(viewer.locator(".viewer-kicker")).to_contain_text("does not answer the question")
     expect(viewer.locator("mark")).to_have_count(0)  # related reading is not evidence: nothing is highlighted
     shot(tab, "desktop-abstention")
+
+
+NEAR_DOMAIN = "How many astronauts have lived aboard the ISS?"
+PARTIAL = "Which court settles disputes under the Outer Space Treaty?"
+
+
+def test_a_question_the_articles_do_not_answer_says_what_is_missing(open_tab, api_server, api_answers):
+    from playwright.sync_api import expect
+
+    body = api_answers(NEAR_DOMAIN)
+    assert body["abstained"] and body["abstention"]["reason"] in ("not_answered", "not_mentioned"), body["abstention"]
+    tab = open_tab(api_server.url + "/")
+    ask(tab, NEAR_DOMAIN)
+    abstention = reply(tab, 0)
+    expect(abstention).to_have_attribute("data-kind", "abstained")
+    expect(abstention).to_have_attribute("data-reason", body["abstention"]["reason"])
+    # the reader sees what is missing, in the service's words, and no citation badge
+    expect(abstention.locator(".notice-text")).to_have_text(body["abstention"]["message"])
+    assert "ISS" in body["abstention"]["message"] and "astronauts" in body["abstention"]["message"]
+    expect(abstention.locator(".badge")).to_have_count(0)
+    expect(abstention.locator(".related")).to_contain_text("does not answer the question")
+
+
+def test_a_partly_answered_question_shows_what_the_quotes_leave_out(open_tab, api_server, api_answers):
+    from playwright.sync_api import expect
+
+    body = api_answers(PARTIAL)
+    assert not body["abstained"] and body["abstention"]["reason"] == "partial", body
+    tab = open_tab(api_server.url + "/")
+    ask(tab, PARTIAL)
+    answer = reply(tab, 0)
+    expect(answer).to_have_attribute("data-state", "done")
+    note = answer.locator(".partial-note")
+    expect(note).to_have_text(body["abstention"]["message"])  # streamed as the `partial` event, kept when done
+    assert "court" in body["abstention"]["missing"]
+    expect(answer.locator(".badge")).to_have_count(len(body["citations"]))
+    shot(tab, "desktop-partial")
 
 
 def test_conversation_survives_a_reload_and_new_chat_clears_it(open_tab, api_server):

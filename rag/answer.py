@@ -88,7 +88,7 @@ class AnswerConfig:
     answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answerability.py)
     yes_no_sentences: int = 2  # a yes/no question is settled by its best quote, and one more at most
     extra_share: float = 0.5  # quotes after the first need this share of the answerability threshold
-    uncertain_sentences: int = 2  # most quotes in an answer that says part of the question is not covered
+    uncertain_sentences: int = 4  # most quotes in an answer that says part of the question is not covered
 
 
 @dataclass(frozen=True)
@@ -433,7 +433,7 @@ class AnswerService:
         gaps = ()
         if not parts and overall.answerable and overall.probability < cfg.answerability.confident:
             # answered, but not surely: say which of the question's focus the quotes do not hold, and
-            # quote only the best two rather than pile up passages that do not answer either
+            # quote only the best few (uncertain_sentences) rather than pile up passages that do not answer either
             gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
             if gaps and len(chosen) > cfg.uncertain_sentences:
                 chosen = chosen[: cfg.uncertain_sentences]

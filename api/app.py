@@ -144,7 +144,13 @@ def _deployment_openapi(app: FastAPI, state: AppState) -> dict:
 
 def _error(status: int, detail: str, request: Request, headers: dict | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or request_id_var.get()
-    return JSONResponse({"detail": detail, "request_id": rid}, status_code=status, headers=headers)
+    body = {"detail": detail, "request_id": rid}
+    if request.url.path.startswith("/v1/"):  # the OpenAI-compatible API: OpenAI's error shape too
+        from api.chat import error_body
+
+        status = 400 if status == 422 else status  # OpenAI answers invalid parameters with 400
+        body = {**error_body(status, detail), **body}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(errors: list[dict]) -> tuple[int, str]:
@@ -232,9 +238,9 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
         headers = {"X-Request-ID": rid} if rid else None
         return _error(500, "internal error; quote the request id when reporting it", request, headers=headers)
 
-    from api.routes import admin, ask, health, metrics, passages, search
+    from api.routes import admin, ask, chat, health, metrics, passages, search
 
-    for module in (ask, search, passages, health, metrics, admin):
+    for module in (ask, search, passages, health, metrics, admin, chat):
         app.include_router(module.router)
 
     app.add_middleware(RequestContextMiddleware, state=state)

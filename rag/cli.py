@@ -70,12 +70,82 @@ def index(
         f"(embedded {report.embedded}, cached {report.cached}) in {report.seconds:.1f} s "
         f"-> {report.index_dir} [{report.vector_index}, build {report.build_id}]"
     )
+    prepare_query_encoder(settings)
+
+
+def prepare_query_encoder(settings) -> None:
+    """Export the ONNX graph that ``rag search`` and ``rag ask`` encode questions with, once per cache
+    folder, while PyTorch is loaded anyway; without it the first question would wait for the export."""
+    from rag.service import query_backend
+
+    if settings.encoder == "minilm" and query_backend(settings.encoder_backend) != settings.encoder_backend:
+        from embeddings.onnx import ensure_export
+
+        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
 
 
 def search_payload(query: str, results) -> dict:
     from rag.retrieve import result_dict
 
     return {"query": query, "results": [result_dict(r) for r in results]}
+
+
+UrlOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--url",
+        envvar="RAG_URL",
+        show_envvar=False,
+        help="Ask the server running at this URL instead of loading the index [env RAG_URL; key from RAG_API_KEY].",
+    ),
+]
+
+
+def _check_mode(mode: str) -> None:
+    from rag.retrieve import MODES
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
+
+
+def _loading_query_encoder(settings):
+    """The question encoder (no PyTorch: ``embeddings.query_backend``), already loading in a thread
+    while this process imports and opens the index: the two take about as long as each other."""
+    import threading
+
+    from embeddings import get_encoder, query_backend
+
+    encoder = get_encoder(
+        settings.encoder, threads=settings.threads, backend=query_backend(settings.encoder_backend), cache_dir=settings.cache_dir
+    )
+
+    def warm_up() -> None:
+        from embeddings.onnx import export_ready
+
+        try:
+            # Only a finished export is loaded ahead; a missing one is made by the first question,
+            # in the foreground, with a message (and not at all by a command that fails before it).
+            if settings.encoder != "minilm" or export_ready(settings.cache_dir):
+                encoder.warm_up()
+        except Exception:  # noqa: BLE001 - the first question loads again and reports the error
+            pass
+
+    threading.Thread(target=warm_up, name="load-encoder", daemon=True).start()
+    return encoder
+
+
+def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dict:
+    """Search the index in this process."""
+    encoder = None if mode == "bm25" else _loading_query_encoder(settings)
+    _check_mode(mode)
+    from rag.retrieve import Filters, Retriever
+    from rag.service import open_index
+
+    idx = open_index(settings, encoder, mmap=True)
+    retriever = Retriever(
+        idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
+    )
+    return search_payload(query, retriever.search(query, k=k, mode=mode, filters=Filters.from_mapping(filters)))
 
 
 @app.command()
@@ -88,50 +158,56 @@ def search(
     article: Annotated[Optional[list[str]], typer.Option("--article", help="Only this article slug (repeatable).")] = None,
     category: Annotated[Optional[list[str]], typer.Option("--category", help="Only articles in this category.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only articles with this tag.")] = None,
+    url: UrlOpt = None,
 ) -> None:
     """Ranked passages for a query, with breadcrumbs and scores."""
-    from rag.retrieve import MODES, Filters, Retriever
-    from rag.service import make_encoder, open_index
+    filters = {"article": article, "category": category, "tag": tag}
+    if url:
+        from rag import remote
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
-    settings = _settings(index_dir=index_dir)
-    encoder = None if mode == "bm25" else make_encoder(settings)
-    idx = open_index(settings, encoder)
-    retriever = Retriever(
-        idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
-    )
-    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
-    results = retriever.search(query, k=k, mode=mode, filters=filters)
+        payload = remote.search(url, query, k=k, mode=mode, filters=filters)
+    else:
+        payload = _local_search(_settings(index_dir=index_dir), query, k, mode, filters)
     if as_json:
-        typer.echo(json.dumps(search_payload(query, results), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
-    if not results:
+    if not payload["results"]:
         typer.echo("no passages matched")
         return
-    for r in results:
-        dense = "-" if r.dense_score is None else f"{r.dense_score:.3f}"
-        typer.echo(f"{r.rank}. {' > '.join(r.chunk.section)}")
-        typer.echo(f"   score {r.score:.4f} (dense {dense}, bm25 {r.bm25_score:.2f})  id {r.chunk.id}  {r.chunk.url}")
-        for line in textwrap.wrap(r.chunk.text, width=100, initial_indent="   ", subsequent_indent="   "):
+    for r in payload["results"]:
+        dense = "-" if r["dense_score"] is None else f"{r['dense_score']:.3f}"
+        typer.echo(f"{r['rank']}. {' > '.join(r['section'])}")
+        typer.echo(f"   score {r['score']:.4f} (dense {dense}, bm25 {r['bm25_score']:.2f})  id {r['passage_id']}  {r['url']}")
+        for line in textwrap.wrap(r["text"], width=100, initial_indent="   ", subsequent_indent="   "):
             typer.echo(line)
         typer.echo("")
 
 
-def _print_answer(answer) -> None:
-    typer.echo(answer.answer)
-    if answer.abstained:
-        if answer.passages:
+def _print_answer(answer: dict) -> None:
+    """An answer body (``/ask``'s JSON) as text: the answer, then its sources with their quotes."""
+    typer.echo(answer["answer"])
+    if answer["abstained"]:
+        if answer["passages"]:
             typer.echo("\nRelated reading (low confidence):")
-            for r in answer.passages[:3]:
-                typer.echo(f"  - {' > '.join(r.chunk.section)}  [{r.chunk.id}]")
+            for r in answer["passages"][:3]:
+                typer.echo(f"  - {' > '.join(r['section'])}  [{r['passage_id']}]")
         return
     typer.echo("")
-    for c in answer.citations:
-        typer.echo(f"[{c.n}] {' > '.join(c.section)}  ({c.url or c.title})")
-        quote = " ".join(c.quote.split())
+    for c in answer["citations"]:
+        typer.echo(f"[{c['n']}] {' > '.join(c['section'])}  ({c['url'] or c['title']})")
+        quote = " ".join(c["quote"].split())
         for line in textwrap.wrap(f'"{quote}"', width=100, initial_indent="    ", subsequent_indent="    "):
             typer.echo(line)
+
+
+def _local_answer(settings, encoder, question: str, k: int, mode: str, history: list[str]) -> dict:
+    """Answer in this process."""
+    _check_mode(mode)
+    from api.schemas import AskResponse
+    from rag.service import open_answer_service, open_index
+
+    service = open_answer_service(settings, open_index(settings, encoder, mmap=True), encoder)
+    return AskResponse.of(service.ask(question, top_k=k, mode=mode, history=history)).model_dump(mode="json")
 
 
 @app.command()
@@ -142,16 +218,13 @@ def ask(
     history: Annotated[Optional[list[str]], typer.Option("--history", help="An earlier question (repeatable, oldest first).")] = None,
     as_json: JsonOpt = False,
     index_dir: IndexDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """A cited answer to a question, or a plain statement that the corpus does not cover it."""
-    from rag.retrieve import MODES
-    from rag.service import open_answer_service
+    settings = None if url else _settings(index_dir=index_dir)
+    encoder = None if url else _loading_query_encoder(settings)
+    from api.schemas import MAX_QUESTION_CHARS, clean_text
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
-    from api.schemas import MAX_QUESTION_CHARS, AskResponse, clean_text
-
-    settings = _settings(index_dir=index_dir)
     question = clean_text(question)
     if not question:  # refused before the model loads, not after
         from rag.errors import QueryError
@@ -159,10 +232,14 @@ def ask(
         raise QueryError("the question is empty; ask something about the corpus")
     if len(question) > MAX_QUESTION_CHARS:
         raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
-    service = open_answer_service(settings)
-    answer = service.ask(question, top_k=k, mode=mode, history=history or [])
+    if url:
+        from rag import remote
+
+        answer = remote.ask(url, question, top_k=k, mode=mode, history=history or [])
+    else:
+        answer = _local_answer(settings, encoder, question, k, mode, history or [])
     if as_json:
-        typer.echo(AskResponse.of(answer).model_dump_json(indent=2))
+        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
     else:
         _print_answer(answer)
 
@@ -214,6 +291,7 @@ def serve(
         typer.echo(f"building the index of {settings.corpus_dir} ...", err=True)
         report = index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True))
         typer.echo(f"indexed {report.articles} articles into {report.chunks} chunks in {report.seconds:.1f} s", err=True)
+        prepare_query_encoder(settings)
     # Refuse to start on a missing or damaged index or unusable keys, with one clear line.
     build_dir = settings.index_dir.resolve()
     verify_files(build_dir, read_manifest(build_dir))

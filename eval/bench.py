@@ -37,7 +37,7 @@ import typer
 from eval.live_server import LiveServer
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-SECTIONS = ("encoders", "build", "reindex", "query", "http")
+SECTIONS = ("encoders", "build", "reindex", "query", "cli", "http")
 DEFAULT_DATA = Path("../shared/datasets/scifact")
 QA_FILE = Path(__file__).resolve().parent / "data" / "qa.jsonl"
 
@@ -574,6 +574,11 @@ async def load_level(url: str, endpoint: str, concurrency: int, n: int, qs: list
                 try:
                     if endpoint == "ask":
                         response = await http.post("/ask", json={"question": q, "top_k": 5})
+                    elif endpoint == "chat":  # the OpenAI-compatible route, same question
+                        response = await http.post(
+                            "/v1/chat/completions",
+                            json={"model": "space-diplomacy-rag", "messages": [{"role": "user", "content": q}], "top_k": 5},
+                        )
                     elif endpoint == "search":
                         response = await http.get("/search", params={"q": q, "k": 5})
                     else:  # the floor: an endpoint that does no work, so the rest is HTTP and the client
@@ -623,8 +628,9 @@ def bench_http(backend: str, index_dir: Path, settings, levels: list[int], reque
         floor = asyncio.run(load_level(server.url, "health", 1, max(100, requests // 2), qs))
         log(f"  /health c=1   p50 {floor['latency_ms']['p50']:7.2f} ms (HTTP and client alone)")
         runs = []
-        for endpoint in ("ask", "search"):
-            for c in levels:
+        # /v1/chat/completions once, with one client: its latency against /ask's is the figure of interest.
+        for endpoint, endpoint_levels in (("ask", levels), ("chat", levels[:1]), ("search", levels)):
+            for c in endpoint_levels:
                 run = asyncio.run(load_level(server.url, endpoint, c, max(requests, 10 * c), qs))
                 runs.append(run)
                 lat = run["latency_ms"]
@@ -668,6 +674,16 @@ def targets(results: dict) -> list[dict]:
             rows.append({"goal": "/ask req/s at c=32 / c=1 (>= 1.6)", "value": round(top["requests_per_s"] / by[("ask", 1)]["requests_per_s"], 2)})
             rows.append({"goal": "/ask p99 / p50 at c=32 (< 5)", "value": round(top["latency_ms"]["p99"] / top["latency_ms"]["p50"], 2)})
             rows.append({"goal": "errors over all HTTP runs (0)", "value": sum(r["errors"] for r in http["runs"])})
+    if http:
+        by = {(r["endpoint"], r["concurrency"]): r for r in http["runs"]}
+        c = min(r["concurrency"] for r in http["runs"])
+        if ("chat", c) in by and ("ask", c) in by:
+            rows.append({"goal": f"/v1/chat/completions p50 / /ask p50 at c={c} (<= 1.10)",
+                         "value": round(by[("chat", c)]["latency_ms"]["p50"] / by[("ask", c)]["latency_ms"]["p50"], 3)})  # fmt: skip
+    cli = results.get("cli")
+    if cli:
+        rows.append({"goal": "rag search cold wall / rag --help, same run (<= 6)", "value": cli["search"]["wall_x_help"]})
+        rows.append({"goal": "rag ask cold wall / rag --help, same run", "value": cli["ask"]["wall_x_help"]})
     re = results.get("reindex")
     if re:
         rows.append({"goal": "re-index after one edit / full build, rag index process (< 0.02)", "value": re["share_of_full_process"]})
@@ -747,6 +763,10 @@ def render(results: dict) -> str:
                 f"  server pid {mem['pid']}: peak RSS {mem['peak_rss_mb']} MB, RSS {mem.get('rss_mb')} MB, PSS {mem.get('pss')} MB; "
                 f"mapped index files RSS {mem.get('index_map_rss_mb')} MB, PSS {mem.get('index_map_pss_mb')} MB"
             )
+    if "cli" in results:
+        from eval.bench_cli import render_cli
+
+        out.extend(render_cli(results["cli"]))
     goals = targets(results)
     if goals:
         out.append("\nratios the goals are stated in (one run, one machine)")
@@ -769,6 +789,7 @@ def bench_command(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes for the HTTP runs.")] = 1,
     rounds: Annotated[int, typer.Option("--rounds", min=1, max=20, help="Alternating rounds of the throughput runs.")] = 3,
     repeats: Annotated[int, typer.Option("--repeats", min=1, max=100, help="Passes over the questions in the in-process runs.")] = 2,
+    cli_runs: Annotated[int, typer.Option("--cli-runs", min=1, max=100, help="Alternating cold runs of the command line.")] = 10,
     only: Annotated[Optional[str], typer.Option("--only", help=f"Sections to run (comma-separated): {', '.join(SECTIONS)}.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="JSON results [default artifacts/bench/bench-<time>.json].")] = None,
 ) -> None:
@@ -818,13 +839,18 @@ def bench_command(
             log("re-index after one edit:")
             results["reindex"] = bench_reindex(serve_backend, articles, settings, tmp, log)
         index_dirs: dict = {}
-        if "query" in sections or "http" in sections:
+        if "query" in sections or "http" in sections or "cli" in sections:
             log("query path in-process:")
             query_backends = backends if "query" in sections else [serve_backend]
             if serve_backend not in query_backends:
                 query_backends = [*query_backends, serve_backend]
             results["query"], index_dirs = bench_query(query_backends, encoders, settings, tmp, repeats, log)
         encoders.clear()  # free the models before the server takes the cores
+        if "cli" in sections:
+            from eval.bench_cli import bench_cli
+
+            log("command line cold start:")
+            results["cli"] = bench_cli(index_dirs[serve_backend], settings.cache_dir, serve_backend, cli_runs, log)
         if "http" in sections:
             log(f"HTTP against rag serve ({serve_backend}, {workers} worker(s)):")
             results["http"] = bench_http(serve_backend, index_dirs[serve_backend], settings, levels, requests, workers, tmp, log)

@@ -17,6 +17,7 @@ import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.context import configure_logging, request_id_var
@@ -192,7 +193,8 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
         if hangup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from the installed fastapi-offline package, not a CDN.
+    app = FastAPIOffline(
         title="Space diplomacy answers",
         version=__version__,
         summary="Cited, extractive answers from encyclopedia articles, with quotes a reader can check.",

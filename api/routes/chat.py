@@ -83,7 +83,9 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: Request, _
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventSourceResponse(_stream(ask.question, kwargs, prompt, include_usage, ids, service, state), ping=15)
     rag = await _answer(ask.question, kwargs, service, state)
-    return chat.completion(rag, usage_counts=chat.usage(prompt, rag["answer"]), **ids)
+    # Rendered directly: the body is plain JSON data already, and FastAPI's generic encoder
+    # walking it would cost more than the answer itself.
+    return JSONResponse(chat.completion(rag, usage_counts=chat.usage(prompt, rag["answer"]), **ids))
 
 
 async def _answer(question: str, kwargs: dict, service, state) -> dict:

@@ -329,6 +329,28 @@ def serve(
     )
 
 
+@app.command("mcp")
+def mcp_command(
+    index_dir: IndexDirOpt = None,
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Interface for --http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --http.")] = 8001,
+) -> None:
+    """Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."""
+    from rag.index import read_manifest
+
+    settings = _settings(index_dir=index_dir)
+    read_manifest(settings.index_dir.resolve())  # no index: one line now, not an error on the first call
+    from api.mcp_server import create_server
+
+    server = create_server(settings)
+    if http:
+        typer.echo(f"MCP over streamable HTTP at http://{host}:{port}/mcp", err=True)
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run()  # stdio: stdout carries the protocol, so nothing else may print there
+
+
 # `rag eval qa|beir|compare|calibrate` (eval/cli.py) and `rag bench [scale]` (eval/bench.py, eval/scale.py)
 from eval.cli import eval_app  # noqa: E402
 

@@ -810,7 +810,7 @@ def bench_command(
     articles: Annotated[int, typer.Option("--articles", min=10, max=100_000, help="Synthetic articles for the re-index figure.")] = 1000,
     requests: Annotated[int, typer.Option("--requests", min=10, max=100_000, help="Requests per route and concurrency (at least 10 per client).")] = 200,
     concurrency: Annotated[str, typer.Option("--concurrency", help="Client counts for the HTTP runs.")] = "1,8,32",
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes for the HTTP runs.")] = 1,
+    workers: Annotated[str, typer.Option("--workers", help="Server processes for the HTTP runs: 1-64 or auto (rag serve's default).")] = "auto",
     rounds: Annotated[int, typer.Option("--rounds", min=1, max=20, help="Alternating rounds of the throughput runs.")] = 3,
     repeats: Annotated[int, typer.Option("--repeats", min=1, max=100, help="Passes over the questions in the in-process runs.")] = 2,
     cli_runs: Annotated[int, typer.Option("--cli-runs", min=1, max=100, help="Alternating cold runs of the command line.")] = 10,
@@ -839,6 +839,10 @@ def bench_command(
     if not levels or levels[0] < 1:
         raise ConfigError("--concurrency needs at least one client count of 1 or more")
     serve_backend = settings.encoder_backend
+    from rag.settings import worker_count
+
+    workers_asked = workers
+    workers = worker_count(load_settings(encoder_backend=backend, workers=workers))
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     out = out or Path("artifacts/bench") / f"bench-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
 
@@ -876,7 +880,7 @@ def bench_command(
             log("command line cold start:")
             results["cli"] = bench_cli(index_dirs[serve_backend], settings.cache_dir, serve_backend, cli_runs, log)
         if "http" in sections:
-            log(f"HTTP against rag serve ({serve_backend}, {workers} worker(s)):")
+            log(f"HTTP against rag serve ({serve_backend}, {workers} worker(s), --workers {workers_asked}):")
             results["http"] = bench_http(serve_backend, index_dirs[serve_backend], settings, levels, requests, workers, tmp, log)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = targets(results)

@@ -265,11 +265,30 @@ def index_is_current(settings) -> bool:
     return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(load_corpus(settings.corpus_dir))
 
 
+def _shared_metrics_dir(workers: int):
+    """With several workers, a fresh folder where each one writes its metrics, so that /metrics
+    sums them (prometheus_client's multiprocess mode); None with one worker or a folder set by hand."""
+    from api.metrics import MULTIPROC_ENV
+
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        return None
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rag-metrics-")
+    os.environ[MULTIPROC_ENV] = folder  # the workers inherit it
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind [env RAG_HOST; default 127.0.0.1].")] = None,
     port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port [env RAG_PORT; default 8000].")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64, help="Worker processes [env RAG_WORKERS].")] = None,
+    workers: Annotated[
+        Optional[str], typer.Option("--workers", help="Worker processes, 1-64 or auto (one per core, bounded by memory) [env RAG_WORKERS; default auto].")
+    ] = None,
     index_dir: IndexDirOpt = None,
     corpus: CorpusOpt = None,
     build_if_missing: Annotated[
@@ -314,13 +333,18 @@ def serve(
         from embeddings.onnx import ensure_export
 
         ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
-    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)
+    from rag.settings import worker_count
+
+    workers = worker_count(settings)
+    auto = " (auto)" if settings.workers == "auto" else ""
+    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {workers}{auto})", err=True)
+    _shared_metrics_dir(workers)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
+        workers=workers,
         log_level=settings.log_level,
         access_log=False,  # the app logs each request once, with its request id
         limit_concurrency=settings.limit_concurrency,

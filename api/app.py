@@ -143,14 +143,14 @@ def _deployment_openapi(app: FastAPI, state: AppState) -> dict:
     return app.openapi_schema
 
 
-def _error(status: int, detail: str, request: Request, headers: dict | None = None) -> JSONResponse:
+def _error(status: int, detail: str, request: Request, headers: dict | None = None, param: str | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or request_id_var.get()
     body = {"detail": detail, "request_id": rid}
     if request.url.path.startswith("/v1/"):  # the OpenAI-compatible API: OpenAI's error shape too
         from api.chat import error_body
 
         status = 400 if status == 422 else status  # OpenAI answers invalid parameters with 400
-        body = {**error_body(status, detail), **body}
+        body = {**error_body(status, detail, param), **body}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -211,7 +211,9 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         status, detail = _describe(exc.errors())
-        return _error(status, detail, request)
+        loc = (exc.errors() or [{}])[0].get("loc", ())
+        param = ".".join(str(p) for p in loc if p not in ("body", "query", "path")) or None
+        return _error(status, detail, request, param=param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):

@@ -206,10 +206,10 @@ def test_earlier_user_messages_are_the_history(server, client):
     [
         ({"messages": [{"role": "user", "content": ""}]}, "messages"),
         ({"messages": [{"role": "user", "content": "x" * 2001}]}, "messages"),
-        ({"messages": []}, None),
-        ({"messages": [{"role": "user", "content": QUESTION}], "extra_body": {"top_k": 0}}, None),
-        ({"messages": [{"role": "user", "content": QUESTION}], "n": 2}, None),
-        ({"messages": [{"role": "wizard", "content": QUESTION}]}, None),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "extra_body": {"top_k": 0}}, "top_k"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "n": 2}, "n"),
+        ({"messages": [{"role": "wizard", "content": QUESTION}]}, "messages.0.role"),
     ],
 )
 def test_bad_requests_raise_bad_request_error_with_a_reason(client, kwargs, param):
@@ -218,8 +218,7 @@ def test_bad_requests_raise_bad_request_error_with_a_reason(client, kwargs, para
     error = caught.value
     assert error.status_code == 400 and error.type == "invalid_request_error"
     assert error.message and "Traceback" not in error.message
-    if param:
-        assert error.param == param
+    assert error.param == param
 
 
 @pytest.mark.model

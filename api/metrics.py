@@ -50,9 +50,11 @@ class Metrics:
     def set_index(self, build_id: str, model: str, articles: int, chunks: int) -> None:
         self.index_chunks.set(chunks)
         self.index_articles.set(articles)
-        if self._index_labels is not None:  # in multiprocess mode a cleared label would keep its last value
-            self.index_info.labels(**self._index_labels).set(0)
-        self.index_info.clear()
+        if self._index_labels is not None:
+            if os.environ.get(MULTIPROC_ENV):  # labels cannot be removed there: the old build reads 0
+                self.index_info.labels(**self._index_labels).set(0)
+            else:
+                self.index_info.clear()
         self._index_labels = {"build_id": build_id, "model": model}
         self.index_info.labels(**self._index_labels).set(1)
 

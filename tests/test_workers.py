@@ -65,5 +65,6 @@ def test_metrics_sum_over_workers(tmp_path):
         totals = {_search_total(httpx.get(f"{live.url}/metrics", headers={"connection": "close"}).text) for _ in range(10)}
         assert totals == {float(n)}
         assert 'rag_index_chunks' in httpx.get(f"{live.url}/metrics").text
+        assert "Warning" not in live.log() and "Traceback" not in live.log()
     finally:
         live.stop()

@@ -142,15 +142,25 @@ WORKER_BYTES = {"torch": 1_200_000_000, "onnx": 600_000_000, "onnx-int8": 400_00
 
 
 def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo, in bytes (None where there is no such file)."""
+    """Bytes this process could still take: MemAvailable from /proc/meminfo, or less when a
+    container's memory limit (cgroup v2) leaves less; None where neither can be read."""
+    found = None
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    found = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            left = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found = left if found is None else min(found, left)
+    except (OSError, ValueError):
+        pass
+    return found
 
 
 def auto_workers(backend: str, cores: int | None = None, available: int | None = None) -> int:

@@ -17,6 +17,7 @@ import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.context import configure_logging, request_id_var
@@ -197,9 +198,15 @@ def _deployment_openapi(app: FastAPI, state: AppState) -> dict:
     return app.openapi_schema
 
 
-def _error(status: int, detail: str, request: Request, headers: dict | None = None) -> JSONResponse:
+def _error(status: int, detail: str, request: Request, headers: dict | None = None, param: str | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or request_id_var.get()
-    return JSONResponse({"detail": detail, "request_id": rid}, status_code=status, headers=headers)
+    body = {"detail": detail, "request_id": rid}
+    if request.url.path.startswith("/v1/"):  # the OpenAI-compatible API: OpenAI's error shape too
+        from api.chat import error_body
+
+        status = 400 if status == 422 else status  # OpenAI answers invalid parameters with 400
+        body = {**error_body(status, detail, param), **body}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 #: What each pattern of the schema means, in words (pydantic would quote the regular expression).
@@ -270,7 +277,8 @@ def create_app(
         if hangup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from the installed fastapi-offline package, not a CDN.
+    app = FastAPIOffline(
         title="Space diplomacy answers",
         version=__version__,
         summary="Cited, extractive answers from encyclopedia articles, with quotes a reader can check.",
@@ -287,7 +295,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         status, detail = _describe(exc.errors(), request.headers.get("content-type", ""))
-        return _error(status, detail, request)
+        loc = (exc.errors() or [{}])[0].get("loc", ())
+        param = ".".join(str(p) for p in loc if p not in ("body", "query", "path")) or None
+        return _error(status, detail, request, param=param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -316,9 +326,9 @@ def create_app(
         headers = {"X-Request-ID": rid} if rid else None
         return _error(500, "internal error; quote the request id when reporting it", request, headers=headers)
 
-    from api.routes import admin, ask, health, metrics, passages, search
+    from api.routes import admin, ask, chat, health, metrics, passages, search
 
-    for module in (ask, search, passages, health, metrics, admin):
+    for module in (ask, search, passages, health, metrics, admin, chat):
         app.include_router(module.router)
 
     app.add_middleware(RequestContextMiddleware, state=state)

@@ -1,10 +1,18 @@
-"""Prometheus metrics: requests and latency per route, answers by outcome, the loaded index's size."""
+"""Prometheus metrics: requests and latency per route, answers by outcome, the loaded index's size.
+
+With several server processes (``rag serve --workers N``) every process writes its figures to
+files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, which ``rag serve``
+sets up) and ``/metrics`` reports their sum, whichever process answers.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -23,14 +31,39 @@ class Metrics:
             registry=self.registry,
         )
         self.answers = Counter("rag_answers_total", "Answers by outcome.", ["outcome"], registry=self.registry)
-        self.index_chunks = Gauge("rag_index_chunks", "Chunks (passages) in the loaded index.", registry=self.registry)
-        self.index_articles = Gauge("rag_index_articles", "Articles in the loaded index.", registry=self.registry)
-        self.index_info = Gauge(
-            "rag_index_info", "The loaded index build (value 1).", ["build_id", "model"], registry=self.registry
+        # Every process holds the same index: across processes the latest value is the one to report.
+        self.index_chunks = Gauge(
+            "rag_index_chunks", "Chunks (passages) in the loaded index.", registry=self.registry, multiprocess_mode="mostrecent"
         )
+        self.index_articles = Gauge(
+            "rag_index_articles", "Articles in the loaded index.", registry=self.registry, multiprocess_mode="mostrecent"
+        )
+        self.index_info = Gauge(
+            "rag_index_info",
+            "The loaded index build (value 1).",
+            ["build_id", "model"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._index_labels: dict | None = None
 
     def set_index(self, build_id: str, model: str, articles: int, chunks: int) -> None:
         self.index_chunks.set(chunks)
         self.index_articles.set(articles)
-        self.index_info.clear()
-        self.index_info.labels(build_id=build_id, model=model).set(1)
+        if self._index_labels is not None:
+            if os.environ.get(MULTIPROC_ENV):  # labels cannot be removed there: the old build reads 0
+                self.index_info.labels(**self._index_labels).set(0)
+            else:
+                self.index_info.clear()
+        self._index_labels = {"build_id": build_id, "model": model}
+        self.index_info.labels(**self._index_labels).set(1)
+
+    def exposition(self) -> bytes:
+        """The text exposition: of this app, or of every server process in multiprocess mode."""
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

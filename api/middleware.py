@@ -83,7 +83,7 @@ class RequestContextMiddleware:
         except _Refused as exc:
             if sent["status"]:
                 raise
-            await self._refuse(exc, rid, send_wrapped)
+            await self._refuse(exc, rid, send_wrapped, openai_shape=path.startswith("/v1/"))
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -112,8 +112,13 @@ class RequestContextMiddleware:
         return None
 
     @staticmethod
-    async def _refuse(exc: _Refused, rid: str, send: Send) -> None:
-        body = json.dumps({"detail": exc.detail, "request_id": rid}).encode()
+    async def _refuse(exc: _Refused, rid: str, send: Send, openai_shape: bool = False) -> None:
+        payload = {"detail": exc.detail, "request_id": rid}
+        if openai_shape:  # the OpenAI-compatible API answers in OpenAI's error shape as well
+            from api.chat import error_body
+
+            payload = {**error_body(exc.status, exc.detail), **payload}
+        body = json.dumps(payload).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -231,6 +231,32 @@ class PassageDetail(BaseModel):
     previous: PassageRef | None = Field(None, description="The passage before this one in the same article.")
     next: PassageRef | None = Field(None, description="The passage after this one in the same article.")
 
+    @classmethod
+    def of(cls, index, passage_id: str) -> PassageDetail | None:
+        """The passage ``passage_id`` of ``index`` with its article and neighbours, or None."""
+        chunk = index.chunk(passage_id)
+        if chunk is None:
+            return None
+        meta = index.articles.get(chunk.article, {})
+        prev, nxt = index.neighbours(passage_id)
+
+        def ref(c):
+            return None if c is None else PassageRef(passage_id=c.id, section=list(c.section), text=c.text)
+
+        return cls(
+            passage_id=chunk.id,
+            title=chunk.title,
+            section=list(chunk.section),
+            url=chunk.url,
+            text=chunk.text,
+            start=chunk.start,
+            end=chunk.end,
+            n_tokens=chunk.n_tokens,
+            article=ArticleModel(**{k: v for k, v in meta.items() if k in ArticleModel.model_fields}),
+            previous=ref(prev),
+            next=ref(nxt),
+        )
+
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"

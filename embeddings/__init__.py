@@ -27,4 +27,14 @@ def get_encoder(name: str = "minilm", *, threads: int = 0, backend: str = "torch
     raise ConfigError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
 
 
-__all__ = ["ENCODERS", "Encoder", "HashingEncoder", "get_encoder", "normalise"]
+def query_backend(backend: str) -> str:
+    """The backend that encodes questions in a short-lived process (``rag search``, ``rag ask``, ``rag mcp``).
+
+    PyTorch's fp32 arithmetic is replaced by the same fp32 model as an ONNX graph: the vectors agree
+    to a cosine above 0.9999 (tests/test_fast_cli.py), and the process neither imports PyTorch nor
+    waits seconds for it. Int8 indexes keep int8 questions.
+    """
+    return "onnx" if backend == "torch" else backend
+
+
+__all__ = ["ENCODERS", "Encoder", "HashingEncoder", "get_encoder", "normalise", "query_backend"]

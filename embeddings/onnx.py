@@ -142,14 +142,49 @@ def read_export(folder: Path, recipe: QuantRecipe) -> dict | None:
     files = meta.get("files")
     if not isinstance(files, dict) or FP32_FILE not in files or recipe.file_name not in files:
         return None
+    verified = _read_verified(folder)
+    seen = {}
     for name, expected in files.items():
         path = folder / name
         try:
-            if path.stat().st_size != expected.get("bytes") or sha256_file(path) != expected.get("sha256"):
+            stat = path.stat()
+            seen[name] = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+            if stat.st_size != expected.get("bytes"):
+                return None
+            if verified.get(name) != seen[name] and sha256_file(path) != expected.get("sha256"):
                 return None
         except (OSError, AttributeError):
             return None
+    if seen != verified:
+        _write_verified(folder, seen)
     return meta
+
+
+#: Size, modification time and inode of each file when its checksum last matched. A file whose
+#: stat still matches is not hashed again: hashing 150 MB took longer than answering a question.
+VERIFIED = ".verified.json"
+
+
+def _read_verified(folder: Path) -> dict:
+    try:
+        stamp = json.loads((folder / VERIFIED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _write_verified(folder: Path, seen: dict) -> None:
+    tmp = folder / f"{VERIFIED}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(seen), encoding="utf-8")
+        os.replace(tmp, folder / VERIFIED)
+    except OSError:  # a read-only cache is verified in full each time, nothing worse
+        tmp.unlink(missing_ok=True)
+
+
+def export_ready(cache_dir: str | Path) -> bool:
+    """Whether ``cache_dir`` holds a complete export for this CPU (loading it will not export first)."""
+    return read_export(export_dir(cache_dir), quant_recipe()) is not None
 
 
 @contextmanager

@@ -37,7 +37,7 @@ import typer
 from eval.live_server import LiveServer
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-SECTIONS = ("encoders", "build", "reindex", "query", "http")
+SECTIONS = ("encoders", "build", "reindex", "query", "cli", "http")
 DEFAULT_DATA = Path("../shared/datasets/scifact")
 QA_FILE = Path(__file__).resolve().parent / "data" / "qa.jsonl"
 
@@ -602,6 +602,33 @@ async def load_level(url: str, endpoint: str, concurrency: int, n: int, qs: list
     }
 
 
+def paired_ask_chat(url: str, n: int, qs: list[str]) -> list[dict]:
+    """One client asking each question through ``/ask`` and then ``/v1/chat/completions``, ``n`` times
+    each: alternating keeps drift in the machine's speed off the comparison."""
+    import httpx
+
+    latencies: dict[str, list[float]] = {"ask": [], "chat": []}
+    errors: dict[str, int] = {"ask": 0, "chat": 0}
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for i in range(n):
+            q = qs[i % len(qs)]
+            for name, path, body in (
+                ("ask", "/ask", {"question": q, "top_k": 5}),
+                ("chat", "/v1/chat/completions", {"model": "space-diplomacy-rag", "messages": [{"role": "user", "content": q}], "top_k": 5}),
+            ):
+                started = time.perf_counter()
+                ok = http.post(path, json=body).status_code == 200
+                if ok:
+                    latencies[name].append(time.perf_counter() - started)
+                else:
+                    errors[name] += 1
+    return [
+        {"endpoint": f"{name} (paired)", "concurrency": 1, "requests": n, "ok": len(latencies[name]), "errors": errors[name],
+         "requests_per_s": None, "latency_ms": summary_ms(latencies[name])}  # fmt: skip
+        for name in ("ask", "chat")
+    ]
+
+
 def bench_http(backend: str, index_dir: Path, settings, levels: list[int], requests: int, workers: int, tmp: Path, log) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(
@@ -623,8 +650,8 @@ def bench_http(backend: str, index_dir: Path, settings, levels: list[int], reque
         floor = asyncio.run(load_level(server.url, "health", 1, max(100, requests // 2), qs))
         log(f"  /health c=1   p50 {floor['latency_ms']['p50']:7.2f} ms (HTTP and client alone)")
         runs = []
-        for endpoint in ("ask", "search"):
-            for c in levels:
+        for endpoint, endpoint_levels in (("ask", levels), ("search", levels)):
+            for c in endpoint_levels:
                 run = asyncio.run(load_level(server.url, endpoint, c, max(requests, 10 * c), qs))
                 runs.append(run)
                 lat = run["latency_ms"]
@@ -632,6 +659,10 @@ def bench_http(backend: str, index_dir: Path, settings, levels: list[int], reque
                     f"  /{endpoint:<6} c={c:<3} {run['requests_per_s']:7.1f} req/s  p50 {lat['p50']:7.1f} ms  "
                     f"p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  errors {run['errors']}"
                 )
+        # /v1/chat/completions against /ask: one client, the two requests in alternation, same questions.
+        pair = paired_ask_chat(server.url, max(requests, 20), qs)
+        runs.extend(pair)
+        log(f"  /ask vs /v1/chat/completions c=1 alternating: p50 {pair[0]['latency_ms']['p50']} vs {pair[1]['latency_ms']['p50']} ms")
         memory = server.memory(index_dir)
     finally:
         server.stop()
@@ -668,6 +699,15 @@ def targets(results: dict) -> list[dict]:
             rows.append({"goal": "/ask req/s at c=32 / c=1 (>= 1.6)", "value": round(top["requests_per_s"] / by[("ask", 1)]["requests_per_s"], 2)})
             rows.append({"goal": "/ask p99 / p50 at c=32 (< 5)", "value": round(top["latency_ms"]["p99"] / top["latency_ms"]["p50"], 2)})
             rows.append({"goal": "errors over all HTTP runs (0)", "value": sum(r["errors"] for r in http["runs"])})
+    if http:
+        by = {(r["endpoint"], r["concurrency"]): r for r in http["runs"]}
+        if ("chat (paired)", 1) in by and ("ask (paired)", 1) in by:
+            rows.append({"goal": "/v1/chat/completions p50 / /ask p50, one client, alternating (<= 1.10)",
+                         "value": round(by[("chat (paired)", 1)]["latency_ms"]["p50"] / by[("ask (paired)", 1)]["latency_ms"]["p50"], 3)})  # fmt: skip
+    cli = results.get("cli")
+    if cli:
+        rows.append({"goal": "rag search cold wall / rag --help, same run (<= 6)", "value": cli["search"]["wall_x_help"]})
+        rows.append({"goal": "rag ask cold wall / rag --help, same run", "value": cli["ask"]["wall_x_help"]})
     re = results.get("reindex")
     if re:
         rows.append({"goal": "re-index after one edit / full build, rag index process (< 0.02)", "value": re["share_of_full_process"]})
@@ -747,6 +787,10 @@ def render(results: dict) -> str:
                 f"  server pid {mem['pid']}: peak RSS {mem['peak_rss_mb']} MB, RSS {mem.get('rss_mb')} MB, PSS {mem.get('pss')} MB; "
                 f"mapped index files RSS {mem.get('index_map_rss_mb')} MB, PSS {mem.get('index_map_pss_mb')} MB"
             )
+    if "cli" in results:
+        from eval.bench_cli import render_cli
+
+        out.extend(render_cli(results["cli"]))
     goals = targets(results)
     if goals:
         out.append("\nratios the goals are stated in (one run, one machine)")
@@ -766,9 +810,10 @@ def bench_command(
     articles: Annotated[int, typer.Option("--articles", min=10, max=100_000, help="Synthetic articles for the re-index figure.")] = 1000,
     requests: Annotated[int, typer.Option("--requests", min=10, max=100_000, help="Requests per route and concurrency (at least 10 per client).")] = 200,
     concurrency: Annotated[str, typer.Option("--concurrency", help="Client counts for the HTTP runs.")] = "1,8,32",
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes for the HTTP runs.")] = 1,
+    workers: Annotated[str, typer.Option("--workers", help="Server processes for the HTTP runs: 1-64 or auto (rag serve's default).")] = "auto",
     rounds: Annotated[int, typer.Option("--rounds", min=1, max=20, help="Alternating rounds of the throughput runs.")] = 3,
     repeats: Annotated[int, typer.Option("--repeats", min=1, max=100, help="Passes over the questions in the in-process runs.")] = 2,
+    cli_runs: Annotated[int, typer.Option("--cli-runs", min=1, max=100, help="Alternating cold runs of the command line.")] = 10,
     only: Annotated[Optional[str], typer.Option("--only", help=f"Sections to run (comma-separated): {', '.join(SECTIONS)}.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="JSON results [default artifacts/bench/bench-<time>.json].")] = None,
 ) -> None:
@@ -794,6 +839,10 @@ def bench_command(
     if not levels or levels[0] < 1:
         raise ConfigError("--concurrency needs at least one client count of 1 or more")
     serve_backend = settings.encoder_backend
+    from rag.settings import worker_count
+
+    workers_asked = workers
+    workers = worker_count(load_settings(encoder_backend=backend, workers=workers))
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     out = out or Path("artifacts/bench") / f"bench-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
 
@@ -818,15 +867,20 @@ def bench_command(
             log("re-index after one edit:")
             results["reindex"] = bench_reindex(serve_backend, articles, settings, tmp, log)
         index_dirs: dict = {}
-        if "query" in sections or "http" in sections:
+        if "query" in sections or "http" in sections or "cli" in sections:
             log("query path in-process:")
             query_backends = backends if "query" in sections else [serve_backend]
             if serve_backend not in query_backends:
                 query_backends = [*query_backends, serve_backend]
             results["query"], index_dirs = bench_query(query_backends, encoders, settings, tmp, repeats, log)
         encoders.clear()  # free the models before the server takes the cores
+        if "cli" in sections:
+            from eval.bench_cli import bench_cli
+
+            log("command line cold start:")
+            results["cli"] = bench_cli(index_dirs[serve_backend], settings.cache_dir, serve_backend, cli_runs, log)
         if "http" in sections:
-            log(f"HTTP against rag serve ({serve_backend}, {workers} worker(s)):")
+            log(f"HTTP against rag serve ({serve_backend}, {workers} worker(s), --workers {workers_asked}):")
             results["http"] = bench_http(serve_backend, index_dirs[serve_backend], settings, levels, requests, workers, tmp, log)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = targets(results)

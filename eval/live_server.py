@@ -23,7 +23,9 @@ class LiveServer:
     """``rag serve`` in a subprocess; ``url`` once :meth:`start` returned (the index is loaded)."""
 
     def __init__(self, env: dict[str, str], port: int | None = None, args: list[str] | None = None):
-        self.env = {**env, "PYTHONUNBUFFERED": "1"}
+        # One worker unless the caller says otherwise: what a test asserts about one process
+        # (its rate limiter, its reload) should not depend on the cores of the machine.
+        self.env = {"RAG_WORKERS": "1", **env, "PYTHONUNBUFFERED": "1"}
         self.port = port or free_port()
         self.args = args or []
         self.proc: subprocess.Popen | None = None

@@ -70,6 +70,18 @@ def index(
         f"(embedded {report.embedded}, cached {report.cached}) in {report.seconds:.1f} s "
         f"-> {report.index_dir} [{report.vector_index}, build {report.build_id}] from {_corpus_name(settings)}"
     )
+    prepare_query_encoder(settings)
+
+
+def prepare_query_encoder(settings) -> None:
+    """Export the ONNX graph that ``rag search`` and ``rag ask`` encode questions with, once per cache
+    folder, while PyTorch is loaded anyway; without it the first question would wait for the export."""
+    from rag.service import query_backend
+
+    if settings.encoder == "minilm" and query_backend(settings.encoder_backend) != settings.encoder_backend:
+        from embeddings.onnx import ensure_export
+
+        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
 
 
 def _corpus_name(settings) -> str:
@@ -103,6 +115,72 @@ def search_payload(query: str, results) -> dict:
     return {"query": query, "results": [result_dict(r) for r in results]}
 
 
+UrlOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--url",
+        envvar="RAG_URL",
+        show_envvar=False,
+        help="Ask the server running at this URL instead of loading the index [env RAG_URL; key from RAG_API_KEY].",
+    ),
+]
+
+
+def _check_mode(mode: str) -> None:
+    from rag.retrieve import MODES
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
+
+
+def _loading_query_encoder(settings):
+    """The question encoder (no PyTorch: ``embeddings.query_backend``), already loading in a thread
+    while this process imports and opens the index: the two take about as long as each other."""
+    import threading
+
+    from embeddings import get_encoder, query_backend
+
+    encoder = get_encoder(
+        settings.encoder, threads=settings.threads, backend=query_backend(settings.encoder_backend), cache_dir=settings.cache_dir
+    )
+
+    def warm_up() -> None:
+        from embeddings.onnx import export_ready
+
+        try:
+            # Only a finished export is loaded ahead; a missing one is made by the first question,
+            # in the foreground, with a message (and not at all by a command that fails before it).
+            if settings.encoder != "minilm" or export_ready(settings.cache_dir):
+                encoder.warm_up()
+        except Exception:  # noqa: BLE001 - the first question loads again and reports the error
+            pass
+
+    threading.Thread(target=warm_up, name="load-encoder", daemon=True).start()
+    return encoder
+
+
+def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dict:
+    """Search the index in this process."""
+    _check_mode(mode)
+    from rag.errors import QueryError
+    from rag.retrieve import Filters, Retriever, unmatched_filters
+    from rag.service import open_index
+
+    if not query.strip():  # refused before the model loads, not after
+        raise QueryError("the query is empty; ask a question")
+    parsed = Filters.from_mapping(filters)
+    _announce_loading(settings, with_model=mode != "bm25")
+    encoder = None if mode == "bm25" else _loading_query_encoder(settings)
+    idx = open_index(settings, encoder, mmap=True)
+    problem = unmatched_filters(idx, parsed)
+    if problem:
+        raise QueryError(problem)
+    retriever = Retriever(
+        idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
+    )
+    return search_payload(query, retriever.search(query, k=k, mode=mode, filters=parsed))
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="The question or keywords.")],
@@ -113,59 +191,60 @@ def search(
     article: Annotated[Optional[list[str]], typer.Option("--article", help="Only this article slug (repeatable).")] = None,
     category: Annotated[Optional[list[str]], typer.Option("--category", help="Only articles in this category.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only articles with this tag.")] = None,
+    url: UrlOpt = None,
 ) -> None:
     """Ranked passages for a query, with breadcrumbs and scores."""
-    from rag.errors import QueryError
-    from rag.retrieve import MODES, Filters, Retriever, unmatched_filters
-    from rag.service import make_encoder, open_index
+    filters = {"article": article, "category": category, "tag": tag}
+    if url:
+        from rag import remote
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
-    settings = _settings(index_dir=index_dir)
-    if not query.strip():  # refused before the model loads, not after
-        raise QueryError("the query is empty; ask a question")
-    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
-    _announce_loading(settings, with_model=mode != "bm25")
-    encoder = None if mode == "bm25" else make_encoder(settings)
-    idx = open_index(settings, encoder)
-    problem = unmatched_filters(idx, filters)
-    if problem:
-        raise QueryError(problem)
-    retriever = Retriever(
-        idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
-    )
-    results = retriever.search(query, k=k, mode=mode, filters=filters)
+        payload = remote.search(url, query, k=k, mode=mode, filters=filters)
+    else:
+        payload = _local_search(_settings(index_dir=index_dir), query, k, mode, filters)
     if as_json:
-        typer.echo(json.dumps(search_payload(query, results), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
-    if not results:
+    if not payload["results"]:
         typer.echo("no passages matched")
         return
-    for r in results:
-        dense = "-" if r.dense_score is None else f"{r.dense_score:.3f}"
-        typer.echo(f"{r.rank}. {' > '.join(r.chunk.section)}")
-        typer.echo(f"   score {r.score:.4f} (dense {dense}, bm25 {r.bm25_score:.2f})  id {r.chunk.id}  {r.chunk.url}")
-        for line in textwrap.wrap(r.chunk.text, width=100, initial_indent="   ", subsequent_indent="   "):
+    for r in payload["results"]:
+        dense = "-" if r["dense_score"] is None else f"{r['dense_score']:.3f}"
+        typer.echo(f"{r['rank']}. {' > '.join(r['section'])}")
+        typer.echo(f"   score {r['score']:.4f} (dense {dense}, bm25 {r['bm25_score']:.2f})  id {r['passage_id']}  {r['url']}")
+        for line in textwrap.wrap(r["text"], width=100, initial_indent="   ", subsequent_indent="   "):
             typer.echo(line)
         typer.echo("")
 
 
-def _print_answer(answer) -> None:
-    typer.echo(answer.answer)
-    if answer.abstention is not None and not answer.abstained:
-        typer.echo(f"\nNot covered: {answer.abstention.message}")
-    if answer.abstained:
-        if answer.passages:
+def _print_answer(answer: dict) -> None:
+    """An answer body (``/ask``'s JSON) as text: the answer, what it leaves out, then its sources with their quotes."""
+    typer.echo(answer["answer"])
+    note = answer.get("abstention")
+    if note and not answer["abstained"]:
+        typer.echo(f"\nNot covered: {note['message']}")
+    if answer["abstained"]:
+        if answer["passages"]:
             typer.echo("\nRelated reading (does not answer the question):")
-            for r in answer.passages[:3]:
-                typer.echo(f"  - {' > '.join(r.chunk.section)}  [{r.chunk.id}]")
+            for r in answer["passages"][:3]:
+                typer.echo(f"  - {' > '.join(r['section'])}  [{r['passage_id']}]")
         return
     typer.echo("")
-    for c in answer.citations:
-        typer.echo(f"[{c.n}] {' > '.join(c.section)}  ({c.url or c.title})")
-        quote = " ".join(c.quote.split())
+    for c in answer["citations"]:
+        typer.echo(f"[{c['n']}] {' > '.join(c['section'])}  ({c['url'] or c['title']})")
+        quote = " ".join(c["quote"].split())
         for line in textwrap.wrap(f'"{quote}"', width=100, initial_indent="    ", subsequent_indent="    "):
             typer.echo(line)
+
+
+def _local_answer(settings, encoder, question: str, k: int, mode: str, history: list[str]) -> dict:
+    """Answer in this process."""
+    _check_mode(mode)
+    from api.schemas import AskResponse
+    from rag.service import open_answer_service, open_index
+
+    _announce_loading(settings)
+    service = open_answer_service(settings, open_index(settings, encoder, mmap=True), encoder)
+    return AskResponse.of(service.ask(question, top_k=k, mode=mode, history=history)).model_dump(mode="json")
 
 
 @app.command()
@@ -176,16 +255,13 @@ def ask(
     history: Annotated[Optional[list[str]], typer.Option("--history", help="An earlier question (repeatable, oldest first).")] = None,
     as_json: JsonOpt = False,
     index_dir: IndexDirOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """A cited answer to a question, or a plain statement that the corpus does not cover it."""
-    from rag.retrieve import MODES
-    from rag.service import open_answer_service
+    settings = None if url else _settings(index_dir=index_dir)
+    encoder = None if url else _loading_query_encoder(settings)
+    from api.schemas import MAX_QUESTION_CHARS, clean_text
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
-    from api.schemas import MAX_QUESTION_CHARS, AskResponse, clean_text
-
-    settings = _settings(index_dir=index_dir)
     question = clean_text(question)
     if not question:  # refused before the model loads, not after
         from rag.errors import QueryError
@@ -193,11 +269,14 @@ def ask(
         raise QueryError("the question is empty; ask something about the corpus")
     if len(question) > MAX_QUESTION_CHARS:
         raise typer.BadParameter(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
-    _announce_loading(settings)
-    service = open_answer_service(settings)
-    answer = service.ask(question, top_k=k, mode=mode, history=history or [])
+    if url:
+        from rag import remote
+
+        answer = remote.ask(url, question, top_k=k, mode=mode, history=history or [])
+    else:
+        answer = _local_answer(settings, encoder, question, k, mode, history or [])
     if as_json:
-        typer.echo(AskResponse.of(answer).model_dump_json(indent=2))
+        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
     else:
         _print_answer(answer)
 
@@ -223,11 +302,30 @@ def index_is_current(settings) -> bool:
     return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(load_corpus(settings.corpus_dir))
 
 
+def _shared_metrics_dir(workers: int):
+    """With several workers, a fresh folder where each one writes its metrics, so that /metrics
+    sums them (prometheus_client's multiprocess mode); None with one worker or a folder set by hand."""
+    from api.metrics import MULTIPROC_ENV
+
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        return None
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rag-metrics-")
+    os.environ[MULTIPROC_ENV] = folder  # the workers inherit it
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind [env RAG_HOST; default 127.0.0.1].")] = None,
     port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port [env RAG_PORT; default 8000].")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64, help="Worker processes [env RAG_WORKERS].")] = None,
+    workers: Annotated[
+        Optional[str], typer.Option("--workers", help="Worker processes, 1-64 or auto (one per core, bounded by memory) [env RAG_WORKERS; default auto].")
+    ] = None,
     index_dir: IndexDirOpt = None,
     corpus: CorpusOpt = None,
     build_if_missing: Annotated[
@@ -247,6 +345,7 @@ def serve(
         typer.echo(f"building the index of {settings.corpus_dir} ...", err=True)
         report = index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True))
         typer.echo(f"indexed {report.articles} articles into {report.chunks} chunks in {report.seconds:.1f} s", err=True)
+        prepare_query_encoder(settings)
     # Refuse to start on a missing or damaged index or unusable keys, with one clear line.
     build_dir = settings.index_dir.resolve()
     verify_files(build_dir, read_manifest(build_dir))
@@ -269,10 +368,36 @@ def serve(
         from embeddings.onnx import ensure_export
 
         ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
-    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)
     from api.serving import run
+    from rag.settings import worker_count
 
-    run(settings)
+    workers = worker_count(settings)
+    auto = " (auto)" if settings.workers == "auto" else ""
+    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {workers}{auto})", err=True)
+    _shared_metrics_dir(workers)
+    run(settings.model_copy(update={"workers": workers}))
+
+
+@app.command("mcp")
+def mcp_command(
+    index_dir: IndexDirOpt = None,
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Interface for --http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --http.")] = 8001,
+) -> None:
+    """Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."""
+    from rag.index import read_manifest
+
+    settings = _settings(index_dir=index_dir)
+    read_manifest(settings.index_dir.resolve())  # no index: one line now, not an error on the first call
+    from api.mcp_server import create_server
+
+    server = create_server(settings)
+    if http:
+        typer.echo(f"MCP over streamable HTTP at http://{host}:{port}/mcp", err=True)
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run()  # stdio: stdout carries the protocol, so nothing else may print there
 
 
 # `rag eval qa|beir|compare|calibrate` (eval/cli.py) and `rag bench [scale]` (eval/bench.py, eval/scale.py)

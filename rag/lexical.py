@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -36,7 +37,28 @@ def _stemmer(language: str):
     return Stemmer.Stemmer(language)
 
 
+def _import_bm25s():
+    """bm25s, imported without SciPy when nothing has imported SciPy yet.
+
+    bm25s imports ``scipy.sparse`` for an optional matrix backend that this project does not use
+    (``csc_backend="numpy"``, its default); that import drags in much of SciPy and NumPy and was a
+    sixth of the start-up of ``rag search``. A later ``import scipy.sparse`` elsewhere works as usual.
+    """
+    if "bm25s" in sys.modules or "scipy.sparse" in sys.modules:
+        import bm25s
+
+        return bm25s
+    sys.modules["scipy.sparse"] = None  # type: ignore[assignment]  # `import scipy.sparse` now raises ImportError
+    try:
+        import bm25s
+    finally:
+        if "scipy.sparse" in sys.modules and sys.modules["scipy.sparse"] is None:
+            del sys.modules["scipy.sparse"]
+    return bm25s
+
+
 def _english_stopwords() -> frozenset[str]:
+    _import_bm25s()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)

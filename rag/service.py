@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from corpus.loader import load_corpus
-from embeddings import Encoder, get_encoder
+from embeddings import Encoder, get_encoder, query_backend
 from embeddings.cache import EmbeddingCache
 from embeddings.vectorstore import VectorStoreParams
 from rag.answer import AnswerConfig, AnswerService
@@ -18,6 +18,11 @@ from rag.settings import Settings
 
 def make_encoder(settings: Settings) -> Encoder:
     return get_encoder(settings.encoder, threads=settings.threads, backend=settings.encoder_backend, cache_dir=settings.cache_dir)
+
+
+def make_query_encoder(settings: Settings) -> Encoder:
+    """An encoder for questions only, without PyTorch (see :func:`embeddings.query_backend`)."""
+    return get_encoder(settings.encoder, threads=settings.threads, backend=query_backend(settings.encoder_backend), cache_dir=settings.cache_dir)
 
 
 def open_cache(settings: Settings) -> EmbeddingCache:

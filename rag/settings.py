@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     # HTTP service
     host: str = Field("127.0.0.1")
     port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int | Literal["auto"] = Field(
+        "auto", description="Server processes: 1 to 64, or 'auto' (one per core, as many as memory holds; see auto_workers)."
+    )
     max_history: int = Field(5, ge=0, le=50, description="Earlier questions used for a follow-up (most recent last).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
 
@@ -90,6 +92,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _check_workers(cls, value):
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValueError(f"use a number from 1 to 64 or 'auto', not {value!r}") from None
+        if not 1 <= number <= 64:
+            raise ValueError(f"use a number from 1 to 64 or 'auto', not {number}")
+        return number
 
     @field_validator("rate_limit", "page_rate_limit")
     @classmethod
@@ -124,6 +140,49 @@ class Settings(BaseSettings):
         if self.overlap_tokens >= self.max_tokens // 2:
             raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be less than half of max_tokens ({self.max_tokens})")
         return self
+
+
+#: Memory one server process takes, by encoder backend (peak RSS measured with the bundled
+#: article, plus room for a larger index's working set; BENCHMARKS.md).
+WORKER_BYTES = {"torch": 1_200_000_000, "onnx": 600_000_000, "onnx-int8": 400_000_000}
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still take: MemAvailable from /proc/meminfo, or less when a
+    container's memory limit (cgroup v2) leaves less; None where neither can be read."""
+    found = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            left = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found = left if found is None else min(found, left)
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def auto_workers(backend: str, cores: int | None = None, available: int | None = None) -> int:
+    """Server processes for ``--workers auto``: one per core (one process leaves a core idle under
+    load), but no more than three quarters of the available memory holds; at least one."""
+    import os
+
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    available = available if available is not None else available_memory()
+    fits = cores if available is None else int(available * 0.75 // WORKER_BYTES.get(backend, WORKER_BYTES["torch"]))
+    return max(1, min(cores, fits))
+
+
+def worker_count(settings: Settings) -> int:
+    """The number of server processes ``settings`` ask for, with ``auto`` resolved on this machine."""
+    return auto_workers(settings.encoder_backend) if settings.workers == "auto" else int(settings.workers)
 
 
 def load_settings(**overrides) -> Settings:

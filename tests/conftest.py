@@ -210,6 +210,17 @@ def bundled_index_dir(bundled_index) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """A cache folder with the real ONNX export of the model (about a minute, once per session),
+    shared by the tests that need the ONNX files: the backends and the torch-free question path."""
+    from embeddings.onnx import ensure_export
+
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    ensure_export(cache, log_fn=lambda m: None)
+    return cache
+
+
+@pytest.fixture(scope="session")
 def bundled_retriever(bundled_index):
     """A Retriever over the real-model index of the bundled corpus."""
     from rag.index import load_index

@@ -27,16 +27,17 @@ MODEL_RUNS = {
 }
 
 
-def cli_env(tmp: Path, index_dir: Path) -> dict[str, str]:
+def cli_env(cache: Path, index_dir: Path) -> dict[str, str]:
+    """``cache`` holds the ONNX export the command encodes questions with (``rag index`` makes it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(RAG_INDEX_DIR=str(index_dir), RAG_CACHE_DIR=str(tmp / "cache"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.update(RAG_INDEX_DIR=str(index_dir), RAG_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, bundled_index_dir) -> dict[str, RagRun]:
+def runs(tmp_path_factory, bundled_index_dir, onnx_cache) -> dict[str, RagRun]:
     tmp = tmp_path_factory.mktemp("cli-ask")
-    env = cli_env(tmp, bundled_index_dir)
+    env = cli_env(onnx_cache, bundled_index_dir)
     procs = {
         name: subprocess.Popen([str(RAG_BIN), *args], env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, args in MODEL_RUNS.items()

@@ -172,12 +172,7 @@ def test_a_failed_export_says_what_to_do(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------ the real export
 
 
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory) -> Path:
-    """One real export per session (about a minute), shared by the tests that need the ONNX files."""
-    cache = tmp_path_factory.mktemp("onnx-cache")
-    ensure_export(cache, log_fn=lambda m: None)
-    return cache
+# (the session's real export is the ``onnx_cache`` fixture of conftest.py)
 
 
 @pytest.mark.model

@@ -38,4 +38,4 @@ def test_exact_top_matches_a_full_sort():
 def test_bench_rejects_an_unknown_section_in_one_line(rag_cli):
     run = rag_cli(["bench", "--only", "everything"])
     assert run.returncode == 2
-    assert run.stderr.strip() == "error: unknown section 'everything' in --only; choose from: encoders, build, reindex, query, http"
+    assert run.stderr.strip() == "error: unknown section 'everything' in --only; choose from: encoders, build, reindex, query, cli, http"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.schemas import CLIENT_ERRORS, EDGE_ERRORS
 from api.deps import ClientDep, StateDep
@@ -21,4 +21,4 @@ router = APIRouter(tags=["operations"], responses={**EDGE_ERRORS, **CLIENT_ERROR
 async def metrics(caller: ClientDep, state: StateDep) -> Response:
     if caller.role == "page":
         raise HTTPException(status_code=403, detail="a page token opens the question endpoints only; /metrics needs a client key")
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

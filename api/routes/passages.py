@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import ClientDep, ServiceDep
-from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, PASSAGE_ID_PATTERN, ArticleModel, PassageDetail, PassageRef
+from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, PASSAGE_ID_PATTERN, PassageDetail
 
 router = APIRouter(tags=["passages"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 
@@ -25,26 +25,7 @@ async def passage(
     _: ClientDep,
     service: ServiceDep,
 ) -> PassageDetail:
-    index = service.index
-    chunk = index.chunk(passage_id)
-    if chunk is None:
+    detail = PassageDetail.of(service.index, passage_id)
+    if detail is None:
         raise HTTPException(status_code=404, detail=f"no passage with id '{passage_id}'")
-    meta = index.articles.get(chunk.article, {})
-    prev, nxt = index.neighbours(passage_id)
-
-    def ref(c):
-        return None if c is None else PassageRef(passage_id=c.id, section=list(c.section), text=c.text)
-
-    return PassageDetail(
-        passage_id=chunk.id,
-        title=chunk.title,
-        section=list(chunk.section),
-        url=chunk.url,
-        text=chunk.text,
-        start=chunk.start,
-        end=chunk.end,
-        n_tokens=chunk.n_tokens,
-        article=ArticleModel(**{k: v for k, v in meta.items() if k in ArticleModel.model_fields}),
-        previous=ref(prev),
-        next=ref(nxt),
-    )
+    return detail

@@ -28,6 +28,13 @@ _PUA_BASE = 0xE000
 _PUA_RE = re.compile("[\ue000-\ue0ff]")
 
 _HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Published files often drop the space ("##Article IV"); a letter, digit or quote right after the
+# hashes is read as a heading too (CommonMark would keep the line as text and leak the hashes).
+_TIGHT_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?=[^\W_]|[\"'“‘(\[*])(.*?)(?:[ \t]+#+)?[ \t]*$")
+_SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_HTML_HEADING_RE = re.compile(r"^\s*<h([1-6])(?:\s[^>]*)?>(.*?)</h\1\s*>\s*$", re.I)
+_HTML_BLOCK_RE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>|<![A-Za-z][^>]*>|<\?[^>]*\?>", re.S | re.I)
+_ATTRS_RE = re.compile(r"\s*\{[#.][^{}]*\}\s*$")  # pandoc-style {#id .class} after a heading
 _FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
 _HR_RE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST_RE = re.compile(r"^\s*(?:\d{1,9}[.)]|[-*+])\s+")
@@ -191,6 +198,17 @@ def split_front_matter(raw: str) -> tuple[dict, str]:
     raise ArticleFormatError("front matter starts with '---' but is never closed by a '---' line")
 
 
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, raw text) when ``line`` is an ATX heading, one without the space, or an HTML h1-h6 line."""
+    m = _HEADING_RE.match(line) or _TIGHT_HEADING_RE.match(line)
+    if m:
+        return len(m.group(1)), m.group(2) or ""
+    m = _HTML_HEADING_RE.match(line)
+    if m:
+        return int(m.group(1)), m.group(2)
+    return None
+
+
 def _blocks(body: str) -> list[_Block]:
     lines = body.split("\n")
     blocks: list[_Block] = []
@@ -225,13 +243,18 @@ def _blocks(body: str) -> list[_Block]:
             flush()
             i += 1
             continue
-        heading = _HEADING_RE.match(line)
+        heading = _heading(line)
+        setext = None
+        if heading is None and para is None and i + 1 < len(lines) and not _LIST_RE.match(line):
+            setext = _SETEXT_RE.match(lines[i + 1])
+            if setext:
+                heading = (1 if setext.group(1)[0] == "=" else 2, stripped)
         if heading:
             flush()
-            inline = _collapse(clean_inline(heading.group(2) or ""))
+            inline = _collapse(clean_inline(_ATTRS_RE.sub("", heading[1])))
             if inline.text:
-                blocks.append(_Block(kind="heading", level=len(heading.group(1)), lines=[inline]))
-            i += 1
+                blocks.append(_Block(kind="heading", level=heading[0], lines=[inline]))
+            i += 2 if setext else 1
             continue
         if _HR_RE.match(line) or _TABLE_SEP_RE.match(line) and "|" in line:
             flush()
@@ -328,16 +351,20 @@ def parse_markdown(
         raise ArticleFormatError("file is empty")
     meta, body = split_front_matter(raw)
     body = _COMMENT_RE.sub("", body.replace("\r\n", "\n").replace("\r", "\n"))
+    body = _HTML_BLOCK_RE.sub("", body)
     blocks = _blocks(body)
 
     entity = meta.get("entity") if isinstance(meta.get("entity"), dict) else {}
     title = _text_value(meta.get("title") or entity.get("primary"))
     headings = [b for b in blocks if b.kind == "heading"]
+    # Title: front matter, else the one top-level heading, else the caller's (file name); never a
+    # section heading, which would make every citation of a multi-part document read "Article I".
+    top = [b for b in headings if b.level == 1]
     title_block: _Block | None = None
-    if headings and headings[0].level == 1 and (not title or _norm(headings[0].lines[0].text) == _norm(title)):
-        title_block = headings[0]
+    if len(top) == 1 and (not title or _norm(top[0].lines[0].text) == _norm(title)):
+        title_block = top[0]
     if not title:
-        title = headings[0].lines[0].text if headings else fallback_title
+        title = title_block.lines[0].text if title_block else fallback_title
     if not title:
         raise ArticleFormatError("article has no title: add 'title:' front matter or a '# Heading'")
 

@@ -50,6 +50,7 @@ class AppState:
         self.keys = KeyRing.from_settings(settings)
         self.rate = RateLimiter(settings.rate_limit)
         self.reload_lock = anyio.Lock()
+        self.upload_lock = anyio.Lock()
         self.started = time.time()
 
     def _open(self, encoder=None) -> AnswerService:
@@ -232,9 +233,9 @@ def create_app(settings: Settings | None = None, service: AnswerService | None =
         headers = {"X-Request-ID": rid} if rid else None
         return _error(500, "internal error; quote the request id when reporting it", request, headers=headers)
 
-    from api.routes import admin, ask, health, metrics, passages, search
+    from api.routes import admin, ask, documents, health, metrics, passages, search
 
-    for module in (ask, search, passages, health, metrics, admin):
+    for module in (ask, search, passages, health, metrics, admin, documents):
         app.include_router(module.router)
 
     app.add_middleware(RequestContextMiddleware, state=state)

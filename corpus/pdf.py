@@ -11,6 +11,7 @@ level per size. Every paragraph remembers its page, so every passage can cite "p
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from statistics import median
 from corpus.builder import DocumentBuilder, clean_line, plausible_title
 from corpus.markdown import ArticleFormatError
 from corpus.models import Article
+
+# Both libraries log every oddity of a damaged file; the parser reports what matters as one error instead.
+for _name in ("pypdf", "pdfminer"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 _MARGIN = 0.09  # top and bottom share of a page where running headers and footers live
 _PAGE_NUMBER_RE = re.compile(r"^(page|p\.|seite)?\s*[-–(]?\s*([0-9]+|[ivxlcdm]+)\s*[-–)]?(\s*(/|of|de|von)\s*[0-9]+)?$", re.I)

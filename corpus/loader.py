@@ -198,6 +198,10 @@ def load_corpus(
             warn(f"skipped {exc}")
             continue
         for article in parsed:
+            if not article.url and not article.format == "beir" and root.is_dir():
+                # A document without a URL of its own is found at its path in the folder, which
+                # RAG_SOURCE_BASE_URL turns into a link when the folder is published.
+                article = replace(article, url=path.relative_to(root).as_posix())
             if article.slug in where:
                 raise CorpusError(
                     path, f"slug '{article.slug}' is already used by {where[article.slug]}; give each article its own slug"

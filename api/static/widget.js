@@ -1017,7 +1017,7 @@
         h("a", { class: "source-url", href: href, target: "_blank", rel: "noopener noreferrer" }, h("span", { text: label }), icon("external"))
       );
     } else if (pageLabel(place)) {
-      this.viewerFoot.appendChild(h("span", { class: "url-text", text: pageLabel(place) }));
+      this.viewerFoot.appendChild(h("span", { class: "page-text", text: pageLabel(place) }));
     }
     if (passage.url) this.viewerFoot.appendChild(h("span", { class: "url-text", text: href || passage.url }));
     if (citation) this.viewerFoot.appendChild(h("span", { class: "legend" }, h("span", { class: "legend-swatch", "aria-hidden": "true" }), "Quoted in the answer"));

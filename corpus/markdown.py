@@ -31,6 +31,7 @@ _HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 # Published files often drop the space ("##Article IV"); a letter, digit or quote right after the
 # hashes is read as a heading too (CommonMark would keep the line as text and leak the hashes).
 _TIGHT_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?=[^\W_]|[\"'“‘(\[*])(.*?)(?:[ \t]+#+)?[ \t]*$")
+_LEADING_TAGS_RE = re.compile(r"^\s*(?:<[A-Za-z/][^<>]*>\s*)+(?=#)")
 _SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _HTML_HEADING_RE = re.compile(r"^\s*<h([1-6])(?:\s[^>]*)?>(.*?)</h\1\s*>\s*$", re.I)
 _HTML_BLOCK_RE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>|<![A-Za-z][^>]*>|<\?[^>]*\?>", re.S | re.I)
@@ -200,6 +201,7 @@ def split_front_matter(raw: str) -> tuple[dict, str]:
 
 def _heading(line: str) -> tuple[int, str] | None:
     """(level, raw text) when ``line`` is an ATX heading, one without the space, or an HTML h1-h6 line."""
+    line = _LEADING_TAGS_RE.sub("", line)  # <a name="art1"></a>## Article 1
     m = _HEADING_RE.match(line) or _TIGHT_HEADING_RE.match(line)
     if m:
         return len(m.group(1)), m.group(2) or ""

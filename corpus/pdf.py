@@ -28,6 +28,7 @@ for _name in ("pypdf", "pdfminer"):
 _MARGIN = 0.09  # top and bottom share of a page where running headers and footers live
 _PAGE_NUMBER_RE = re.compile(r"^(page|p\.|seite)?\s*[-–(]?\s*([0-9]+|[ivxlcdm]+)\s*[-–)]?(\s*(/|of|de|von)\s*[0-9]+)?$", re.I)
 _SENTENCE_END = tuple('.!?:;"”’)]')
+_BOLD_RE = re.compile(r"bold|black|heavy|semibold|demi", re.I)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class _Line:
     x1: float
     size: float
     page: int  # 1-based
+    bold: bool = False
     heading: int = 0  # level, 0 = body
 
 
@@ -61,6 +63,7 @@ def _line(words: list[dict], page: int) -> _Line:
     return _Line(
         text=clean_line(text), top=min(w["top"] for w in words), bottom=max(w["bottom"] for w in words),
         x0=min(w["x0"] for w in words), x1=max(w["x1"] for w in words), size=weights.most_common(1)[0][0], page=page,
+        bold=all(_BOLD_RE.search(str(w.get("fontname", ""))) for w in words),
     )
 
 
@@ -83,7 +86,7 @@ def _gutter(words: list[dict], width: float) -> float | None:
 
 def _page_lines(page, number: int) -> list[_Line]:
     """The page's lines in reading order (columns resolved)."""
-    words = page.extract_words(extra_attrs=["size"], keep_blank_chars=False)
+    words = page.extract_words(extra_attrs=["size", "fontname"], keep_blank_chars=False)
     if not words:
         return []
     body = [w for w in words if page.height * _MARGIN < w["top"] < page.height * (1 - _MARGIN)]
@@ -157,13 +160,13 @@ def _apply_outline(lines: list[_Line], outline: list[tuple[int, str, int]]) -> l
                 joined += _norm(result[j].text)
                 j += 1
             if joined == target:
-                merged = _Line(title, line.top, result[j - 1].bottom, line.x0, line.x1, line.size, line.page, level)
+                merged = _Line(title, line.top, result[j - 1].bottom, line.x0, line.x1, line.size, line.page, heading=level)
                 result[i:j] = [merged]
                 position, found = i + 1, True
                 break
         if not found:
             at = next((k for k in range(position, len(result)) if result[k].page >= page), len(result))
-            result.insert(at, _Line(title, 0, 0, 0, 0, 0, page, level))
+            result.insert(at, _Line(title, 0, 0, 0, 0, 0, page, heading=level))
             position = at + 1
     return result
 
@@ -178,9 +181,15 @@ def _apply_layout(lines: list[_Line]) -> list[_Line]:
     body = weights.most_common(1)[0][0]
     sizes = sorted({line.size for line in lines if line.size >= body * 1.15 and len(line.text) <= 200}, reverse=True)
     levels = {size: i + 1 for i, size in enumerate(sizes[:6])}
+    # Documents set in one size (many agency and UN PDFs) mark headings by a bold line of their own:
+    # the level below the larger sizes, when the body itself is not bold.
+    body_bold = sum(len(l.text) for l in lines if l.size == body and l.bold) > weights[body] / 2
+    bold_level = len(levels) + 1
     out: list[_Line] = []
     for line in lines:
         level = levels.get(line.size, 0)
+        if not level and not body_bold and _bold_heading(line):
+            level = bold_level
         if level and out and out[-1].heading == level and out[-1].page == line.page and 0 <= line.top - out[-1].bottom < line.size:
             out[-1].text += " " + line.text  # a heading wrapped over two lines
             out[-1].bottom = line.bottom
@@ -188,6 +197,13 @@ def _apply_layout(lines: list[_Line]) -> list[_Line]:
         line.heading = level
         out.append(line)
     return out
+
+
+def _bold_heading(line: _Line) -> bool:
+    text = line.text
+    return (
+        line.bold and 2 <= len(text) <= 120 and not text.endswith((".", ",", ";", ":")) and (text[:1].isupper() or text[:1].isdigit())
+    )
 
 
 def _join(previous: str, line: str) -> str:

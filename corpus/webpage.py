@@ -20,8 +20,9 @@ _DROP_TAGS = ("script", "style", "noscript", "template", "nav", "header", "foote
 _DROP_ROLES = {"navigation", "banner", "contentinfo", "complementary", "dialog", "alertdialog", "search", "menu", "menubar"}
 # Class or id words of page furniture: cookie and consent notices, menus, share bars, edit links.
 _FURNITURE_RE = re.compile(
-    r"(^|[\s_-])(cookie|consent|gdpr|banner|navbar|navbox|nav|menu|breadcrumbs?|sidebar|share|social|"
-    r"newsletter|subscribe|skip-?link|mw-editsection|noprint|advert|ads?|popup|modal)($|[\s_-])",
+    r"(^|[\s_-])(cookie|consent|gdpr|banner|navbar|navbox|nav|navigation|menu|breadcrumbs?|sidebar|share|social|"
+    r"newsletter|subscribe|skip-?link|mw-editsection|mw-jump-link|noprint|advert|ads?|popup|modal|toc|catlinks|"
+    r"printfooter|footer)($|[\s_-])",
     re.I,
 )
 _BLOCKS = {"p", "li", "dt", "dd", "blockquote", "pre", "figcaption", "caption", "address", "summary"}

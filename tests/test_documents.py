@@ -303,6 +303,22 @@ def test_pdf_page_numbers_follow_a_paragraph_across_pages():
     _check_clean(article)
 
 
+def test_one_size_pdf_takes_bold_lines_as_headings_and_metadata_as_title():
+    """Set in one type size like many agency documents: bold lines are the headings, /Title names it,
+    and its own running header (a document symbol) and page numbers are dropped."""
+    (article,) = parse_file(FIXTURES / "status-note.pdf")
+    assert article.title == "Status of the Outer Space Treaties"
+    assert _crumbs(article) == [
+        ("Status of the Outer Space Treaties",),
+        *[("Status of the Outer Space Treaties", name) for name in
+          ("Outer Space Treaty", "Rescue Agreement", "Liability Convention", "Registration Convention", "Moon Agreement")],
+    ]
+    assert "A/AC.105" not in article.text and article.page_count == 2
+    assert not re.search(r"(^|\n)\d+(\n|$)", article.text)  # no bare page number line
+    assert article.page_at(len(article.text) - 1) == 2
+    _check_clean(article)
+
+
 def test_corrupt_pdf_is_refused_with_its_name(tmp_path):
     data = (FIXTURES / "liability-notes.pdf").read_bytes()
     bad = _write(tmp_path, "corpus/broken.pdf", data[:400])

@@ -30,6 +30,7 @@ CASES = [
     ("What happens to space objects found beyond the territory of the launching authority?", "Rescue Agreement", "Return of objects", None, "return"),
     ("Is outer space subject to national appropriation by claim of sovereignty?", "Outer Space Treaty", "Article II", None, ""),
     ("How many States ratified the Moon Agreement?", "Moon Agreement Primer", "Status", None, "status"),
+    ("How many parties does the Registration Convention have?", "Status of the Outer Space Treaties", "Registration Convention", 1, ""),
     ("When did the Soviet Union launch Sputnik?", "Space Diplomacy", "The Cold War Era and the Emergence of Space Diplomacy", None, ""),
 ]
 
@@ -43,7 +44,7 @@ def documents_service(tmp_path_factory, bundled_index) -> AnswerService:
     root = tmp_path_factory.mktemp("documents")
     corpus = root / "corpus"
     shutil.copytree(DEFAULT_CORPUS_DIR, corpus)
-    for name in ("registration-guide.pdf", "liability-notes.pdf", "rescue-agreement.docx"):
+    for name in ("registration-guide.pdf", "liability-notes.pdf", "status-note.pdf", "rescue-agreement.docx"):
         shutil.copy(FIXTURES / name, corpus / name)
     (corpus / "rescue.html").write_text(HTML_PAGE, encoding="utf-8")
     (corpus / "outer-space-treaty.md").write_text(MESSY_MD, encoding="utf-8")
@@ -80,6 +81,7 @@ def test_every_passage_title_names_its_document(documents_service):
         "space-diplomacy": "Space Diplomacy",
         "registration-guide": "Registration Convention Guide",
         "liability-notes": "Liability for Damage Caused by Space Objects",
+        "status-note": "Status of the Outer Space Treaties",
         "rescue-agreement": "Rescue Agreement Briefing",
         "rescue": "Rescue Agreement",
         "outer-space-treaty": "Outer Space Treaty",

@@ -31,6 +31,9 @@ _HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 # Published files often drop the space ("##Article IV"); a letter, digit or quote right after the
 # hashes is read as a heading too (CommonMark would keep the line as text and leak the hashes).
 _TIGHT_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?=[^\W_]|[\"'“‘(\[*])(.*?)(?:[ \t]+#+)?[ \t]*$")
+_REF_LINK_RE = re.compile(r"\[([^\[\]]+)\]\[[^\[\]]*\]")
+_REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]^]+\]:\s*\S+")
+_FOOTNOTE_REF_RE = re.compile(r"\[\^[^\]\s]+\](?!:)")
 _LEADING_TAGS_RE = re.compile(r"^\s*(?:<[A-Za-z/][^<>]*>\s*)+(?=#)")
 _SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _HTML_HEADING_RE = re.compile(r"^\s*<h([1-6])(?:\s[^>]*)?>(.*?)</h\1\s*>\s*$", re.I)
@@ -87,6 +90,8 @@ def clean_inline(raw: str) -> _Inline:
         return ""
 
     s = _IMAGE_RE.sub(_image, s)
+    s = _FOOTNOTE_REF_RE.sub("", s)
+    s = _REF_LINK_RE.sub(r"\1", s)  # [text][ref] and [text][]: the anchor text stays
     s = _AUTOLINK_RE.sub(lambda m: "".join(_protect(c) if c in _ESCAPABLE else c for c in m.group(1)), s)
     s = _TAG_RE.sub("", s)
     s = html.unescape(s)
@@ -275,7 +280,12 @@ def _blocks(body: str) -> list[_Block]:
             blocks.append(_Block(kind="image", image=(src, _collapse(clean_inline(alt)).text, caption)))
             i += 1
             continue
-        content = re.sub(r"^\s{0,3}>\s?", "", line)  # blockquote marker
+        if _REF_DEF_RE.match(line):  # [1]: https://... defines a link target; it is not prose
+            flush()
+            i += 1
+            continue
+        content = re.sub(r"^\s{0,3}(?:>\s?)+", "", line)  # blockquote markers, nested ones too
+        content = re.sub(r"^\s{0,3}\[\^[^\]\s]+\]:\s*", "", content)  # a footnote's text stays, its label goes
         if "|" in content and content.strip().startswith("|"):
             cells = [c.strip() for c in content.strip().strip("|").split("|")]
             content = " | ".join(cells)

@@ -59,14 +59,14 @@ def list_documents(index) -> list[DocumentInfo]:
     return sorted(out, key=lambda d: (d.title.casefold(), d.slug))
 
 
-_SAFE_NAME_RE = re.compile(r"^[\w][\w .()\-]{0,150}$")
+_SAFE_NAME_RE = re.compile(r"^\w[\w .,'&+()\-]{0,150}$")
 
 
 def safe_file_name(name: str) -> str:
     """The base name of an uploaded or given file, refused when it could escape the corpus folder or is hidden."""
     base = Path(name.replace("\\", "/")).name
-    if not base or not _SAFE_NAME_RE.match(base) or base != name.replace("\\", "/").split("/")[-1]:
-        raise CorpusError(name or "(no name)", "unusable file name; use letters, digits, spaces, '.', '-', '_' and a known suffix")
+    if not base or not _SAFE_NAME_RE.match(base):
+        raise CorpusError(name or "(no name)", "unusable file name; start it with a letter or digit and use a known suffix")
     if Path(base).suffix.lower() not in DOCUMENT_SUFFIXES:
         raise CorpusError(base, f"unsupported file type; use one of {', '.join(DOCUMENT_SUFFIXES)}")
     return base

@@ -26,6 +26,11 @@ MESSY_MD = """<meta name="viewport" content="width=device-width, initial-scale=1
 
 The exploration and use of outer space shall be carried out for the benefit of all countries.
 
+> > In accordance with the [Charter of the United Nations][charter].[^1]
+
+[charter]: https://www.un.org/en/about-us/un-charter "UN Charter"
+[^1]: Adopted in San Francisco in 1945.
+
 ##Article II
 
 Outer space is not subject to <b>national appropriation</b> by claim of sovereignty.
@@ -157,6 +162,7 @@ def test_messy_markdown_title_is_the_file_name_never_a_section_heading(tmp_path)
     assert "national appropriation by claim" in article.text
     assert "States bear responsibility for national activities" in article.text
     assert "Canada | 1967" in article.text
+    assert "In accordance with the Charter of the United Nations.\n\nAdopted in San Francisco in 1945." in article.text
 
 
 def test_single_h1_is_the_title_and_front_matter_wins(tmp_path):

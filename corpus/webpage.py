@@ -22,13 +22,14 @@ _DROP_ROLES = {"navigation", "banner", "contentinfo", "complementary", "dialog",
 _FURNITURE_RE = re.compile(
     r"(^|[\s_-])(cookie|consent|gdpr|banner|navbar|navbox|nav|navigation|menu|breadcrumbs?|sidebar|share|social|"
     r"newsletter|subscribe|skip-?link|mw-editsection|mw-jump-link|noprint|advert|ads?|popup|modal|toc|catlinks|"
-    r"printfooter|footer)($|[\s_-])",
+    r"printfooter|footer|portlet|dropdown|toolbar|backlink)($|[\s_-])",
     re.I,
 )
+_HIDDEN_STYLE_RE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _BLOCKS = {"p", "li", "dt", "dd", "blockquote", "pre", "figcaption", "caption", "address", "summary"}
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
 _CONTAINERS = {"div", "section", "article", "main", "body", "ul", "ol", "dl", "table", "tbody", "thead", "tfoot",
-               "figure", "details", "center", "html", "hgroup"}
+               "figure", "details", "center", "html", "hgroup", "header"}
 
 
 def _is_furniture(tag: Tag) -> bool:
@@ -39,7 +40,7 @@ def _is_furniture(tag: Tag) -> bool:
     attrs = tag.attrs or {}
     if str(attrs.get("role", "")).lower() in _DROP_ROLES or str(attrs.get("aria-hidden", "")).lower() == "true":
         return True
-    if "hidden" in attrs:
+    if "hidden" in attrs or _HIDDEN_STYLE_RE.search(str(attrs.get("style", ""))):
         return True
     words = " ".join([*(attrs.get("class") or []), str(attrs.get("id", ""))])
     return bool(words and _FURNITURE_RE.search(words))

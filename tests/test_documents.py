@@ -224,6 +224,23 @@ def test_html_title_falls_back_to_og_title_then_title_tag(tmp_path):
     assert article.title == "Rescue Agreement | Space Law Encyclopedia"
 
 
+def test_encyclopedia_page_drops_its_chrome():
+    """A page laid out like a MediaWiki article: jump links, menus, language picker, edit links, hidden
+    short description, navbox, citation back-links, categories and footer are not content."""
+    (article,) = parse_file(FIXTURES / "encyclopedia-page.html")
+    assert article.title == "Outer Space Treaty" and article.url == "https://en.wikipedia.org/wiki/Outer_Space_Treaty"
+    assert [(s.breadcrumb, s.anchor) for s in article.sections] == [
+        (("Outer Space Treaty",), ""),
+        (("Outer Space Treaty", "Background"), "Background"),
+        (("Outer Space Treaty", "References"), "References"),
+    ]
+    for chrome in ("Jump to content", "Main page", "68 languages", "View history", "edit", "1967 international treaty",
+                   "Space law treaties", "Retrieved from", "Categories", "last edited", "^", "From Wikipedia"):
+        assert chrome not in article.text, chrome
+    assert "forms the basis of international space law." in article.text
+    _check_clean(article)
+
+
 # ------------------------------------------------------------------------ DOCX, rst, txt
 
 

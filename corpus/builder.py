@@ -20,9 +20,13 @@ _SMALL_WORDS = frozenset("a an and as at by for from in of on or the to with".sp
 _JUNK_TITLE_RE = re.compile(r"^(untitled|document\d*|microsoft word\b.*|title|page \d+|slide \d+|\W*)$", re.I)
 
 
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"})
+
+
 def clean_line(text: str) -> str:
-    """One line of prose: runs of spaces collapsed, soft hyphens and zero-width characters gone."""
-    text = text.replace("\u00ad", "").replace("\u200b", "").replace("\ufeff", "")
+    """One line of prose: runs of spaces collapsed, soft hyphens and zero-width characters gone,
+    typographic ligatures (common in PDFs) spelled out so that "ﬁnd" is found by "find"."""
+    text = text.replace("\u00ad", "").replace("\u200b", "").replace("\ufeff", "").translate(_LIGATURES)
     return _WS_RE.sub(" ", text).strip()
 
 

@@ -368,3 +368,9 @@ def test_a_folder_of_every_format_loads_with_its_own_titles(tmp_path):
         "Rescue Agreement",
         "Rescue Agreement Briefing",
     ]
+
+
+def test_clean_line_spells_out_ligatures_and_drops_soft_hyphens():
+    from corpus.builder import clean_line
+
+    assert clean_line("the \ufb01rst  \ufb02ight of a satel\u00adlite\u200b") == "the first flight of a satellite"

@@ -14,7 +14,7 @@ import pytest
 
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
 from rag.answer import AnswerService
-from test_documents import FIXTURES, HTML_PAGE, MESSY_MD, RST
+from test_documents import BILINGUAL_MD, FIXTURES, HTML_PAGE, MESSY_MD, RST
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -49,6 +49,7 @@ def documents_service(tmp_path_factory, bundled_index) -> AnswerService:
     (corpus / "rescue.html").write_text(HTML_PAGE, encoding="utf-8")
     (corpus / "outer-space-treaty.md").write_text(MESSY_MD, encoding="utf-8")
     (corpus / "moon.rst").write_text(RST, encoding="utf-8")
+    (corpus / "moon-agreement.md").write_text(BILINGUAL_MD, encoding="utf-8")
     cache = EmbeddingCache(bundled_index.cache_path)  # the bundled article's vectors are already there
     try:
         build_index(load_corpus(corpus), root / "index", bundled_index.encoder, cache=cache)
@@ -86,5 +87,20 @@ def test_every_passage_title_names_its_document(documents_service):
         "rescue": "Rescue Agreement",
         "outer-space-treaty": "Outer Space Treaty",
         "moon": "Moon Agreement Primer",
+        "moon-agreement": "Moon Agreement",
     }
     assert all(not MARKUP_RE.search(c.text) for c in index.chunks)
+
+
+def test_a_bilingual_document_answers_in_the_language_asked_for(documents_service):
+    from rag.retrieve import Filters
+
+    question = "Can the Moon be appropriated by a claim of sovereignty?"
+    english = documents_service.ask(question)
+    cited = [c for c in english.citations if c.title == "Moon Agreement"]
+    assert cited and all("La Lune" not in c.quote for c in cited)
+    french = documents_service.ask(question, filters=Filters.from_mapping({"language": "fr"}))
+    passages = [r.chunk for r in french.passages]
+    assert passages and {c.language for c in passages} == {"fr"}
+    assert all(c.article == "moon-agreement" for c in passages)
+    assert all("La Lune" in c.quote for c in french.citations)

@@ -354,8 +354,9 @@ def test_corrupt_pdf_is_refused_with_its_name(tmp_path):
 
 def test_a_folder_of_every_format_loads_with_its_own_titles(tmp_path):
     root = tmp_path / "docs"
+    root.mkdir()
     for name in ("registration-guide.pdf", "liability-notes.pdf", "rescue-agreement.docx"):
-        shutil.copy(FIXTURES / name, root / name) if root.exists() else (root.mkdir(), shutil.copy(FIXTURES / name, root / name))
+        shutil.copy(FIXTURES / name, root / name)
     _write(root, "rescue.html", HTML_PAGE)
     _write(root, "outer-space-treaty.md", MESSY_MD)
     _write(root, "moon.rst", RST)

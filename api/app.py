@@ -55,6 +55,7 @@ class AppState:
         self.page_tokens = PageTokens(self.keys.page_secret()) if self.keys.required and settings.page_access else None
         self.page_rate = RateLimiter(settings.page_rate_limit)
         self.reload_lock = anyio.Lock()
+        self.upload_lock = anyio.Lock()
         self.started = time.time()
         self.reload_pending = False  # a SIGHUP arrived while the first load was still running
 
@@ -326,9 +327,9 @@ def create_app(
         headers = {"X-Request-ID": rid} if rid else None
         return _error(500, "internal error; quote the request id when reporting it", request, headers=headers)
 
-    from api.routes import admin, ask, chat, health, metrics, passages, search
+    from api.routes import admin, ask, chat, documents, health, metrics, passages, search
 
-    for module in (ask, search, passages, health, metrics, admin, chat):
+    for module in (ask, search, passages, health, metrics, admin, chat, documents):
         app.include_router(module.router)
 
     app.add_middleware(RequestContextMiddleware, state=state)

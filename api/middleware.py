@@ -19,6 +19,14 @@ log = logging.getLogger("rag.api")
 _DOC_PATHS = ("/docs", "/redoc")
 
 
+#: Paths whose bodies are document uploads, limited by RAG_MAX_UPLOAD_BYTES instead of RAG_MAX_BODY_BYTES.
+UPLOAD_PATHS = ("/admin/documents",)
+
+
+def body_limit(path: str, settings) -> int:
+    return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_body_bytes
+
+
 class _Refused(HTTPException):
     """A request refused at the edge. It is an HTTPException so that, raised while the app reads
     the body, FastAPI passes it through to the JSON error handler instead of wrapping it."""
@@ -60,6 +68,7 @@ class RequestContextMiddleware:
             await send(message)
 
         received = {"bytes": 0}
+        limit = body_limit(path, settings)
 
         async def receive_limited() -> Message:
             # A client that trickles its body cannot hold the connection forever,
@@ -71,12 +80,12 @@ class RequestContextMiddleware:
                 raise _Refused(408, f"the request body did not arrive within {settings.receive_timeout_s:g} s") from None
             if message["type"] == "http.request":
                 received["bytes"] += len(message.get("body", b""))
-                if received["bytes"] > settings.max_body_bytes:
-                    raise _Refused(413, f"the request body is larger than {settings.max_body_bytes} bytes")
+                if received["bytes"] > limit:
+                    raise _Refused(413, f"the request body is larger than {limit} bytes")
             return message
 
         try:
-            refusal = self._precheck(scope, headers, settings)
+            refusal = self._precheck(scope, headers, settings, limit)
             if refusal:
                 raise refusal
             await self.app(scope, receive_limited, send_wrapped)
@@ -98,7 +107,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
     @staticmethod
-    def _precheck(scope: Scope, headers: dict, settings) -> _Refused | None:
+    def _precheck(scope: Scope, headers: dict, settings, limit: int) -> _Refused | None:
         if len(scope.get("query_string", b"")) > settings.max_query_bytes:
             return _Refused(414, f"the query string is longer than {settings.max_query_bytes} bytes")
         length = headers.get(b"content-length")
@@ -107,8 +116,8 @@ class RequestContextMiddleware:
                 declared = int(length)
             except ValueError:
                 return _Refused(400, "the Content-Length header is not a number")
-            if declared > settings.max_body_bytes:
-                return _Refused(413, f"the request body is larger than {settings.max_body_bytes} bytes")
+            if declared > limit:
+                return _Refused(413, f"the request body is larger than {limit} bytes")
         return None
 
     @staticmethod

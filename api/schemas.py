@@ -51,6 +51,9 @@ class Filters(BaseModel):
         None, description="Category name(s) or slug(s)."
     )
     tag: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Tag(s).")
+    language: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(
+        None, description="Language(s) of the passages: ISO 639-1 codes ('en', 'fr') or English names."
+    )
 
     def as_mapping(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -103,10 +106,15 @@ class CitationModel(BaseModel):
     quote: str = Field(description="Exact text quoted from the passage: passage.text[start:end].")
     start: int = Field(description="Start offset of the quote in the passage text.")
     end: int = Field(description="End offset (exclusive) of the quote in the passage text.")
+    page: int | None = Field(None, description="Page of the source the quote starts on (PDF sources), else null.")
+    anchor: str = Field("", description="Id of the quote's section in the source (HTML id), for a link '#anchor'.")
 
     @classmethod
     def of(cls, c: Citation) -> CitationModel:
-        return cls(n=c.n, passage_id=c.passage_id, title=c.title, section=list(c.section), url=c.url, quote=c.quote, start=c.start, end=c.end)
+        return cls(
+            n=c.n, passage_id=c.passage_id, title=c.title, section=list(c.section), url=c.url, quote=c.quote,
+            start=c.start, end=c.end, page=c.page, anchor=c.anchor,
+        )
 
 
 class SearchHit(BaseModel):
@@ -124,6 +132,9 @@ class SearchHit(BaseModel):
     article: str = Field(description="Article slug.")
     start: int = Field(description="Start offset of the passage in the article's cleaned text.")
     end: int
+    page: int | None = Field(None, description="Page the passage starts on (PDF sources), else null.")
+    anchor: str = Field("", description="Id of the passage's section in the source (HTML id).")
+    language: str = Field("", description="ISO 639-1 code of the passage's section, when known.")
 
     @classmethod
     def of(cls, r: SearchResult) -> SearchHit:
@@ -203,6 +214,8 @@ class ArticleModel(BaseModel):
     slug: str
     title: str
     url: str = ""
+    format: str = ""
+    page_count: int = 0
     categories: list[dict] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     author: str = ""
@@ -227,6 +240,10 @@ class PassageDetail(BaseModel):
     start: int
     end: int
     n_tokens: int
+    page: int | None = Field(None, description="Page the passage starts on (PDF sources), else null.")
+    pages: list[list[int]] = Field(default_factory=list, description="[offset in text, page] where each page of the passage begins.")
+    anchor: str = Field("", description="Id of the passage's section in the source (HTML id).")
+    language: str = Field("", description="ISO 639-1 code of the passage's section, when known.")
     article: ArticleModel
     previous: PassageRef | None = Field(None, description="The passage before this one in the same article.")
     next: PassageRef | None = Field(None, description="The passage after this one in the same article.")
@@ -252,6 +269,10 @@ class PassageDetail(BaseModel):
             start=chunk.start,
             end=chunk.end,
             n_tokens=chunk.n_tokens,
+            page=chunk.page,
+            pages=[list(p) for p in chunk.pages],
+            anchor=chunk.anchor,
+            language=chunk.language,
             article=ArticleModel(**{k: v for k, v in meta.items() if k in ArticleModel.model_fields}),
             previous=ref(prev),
             next=ref(nxt),
@@ -307,3 +328,39 @@ class SentenceEvent(BaseModel):
     index: int
     text: str
     citations: list[CitationModel]
+
+
+class DocumentModel(BaseModel):
+    """One indexed document."""
+
+    slug: str = Field(description="Article slug: the value of the `article` filter.")
+    title: str
+    format: str = Field(description="markdown, text, pdf, html, docx, rst or beir.")
+    url: str = Field(description="Source URL, when the document names one.")
+    pages: int = Field(description="Pages (PDF), 0 for formats without pages.")
+    sections: int = Field(description="Sections (distinct breadcrumbs).")
+    chunks: int = Field(description="Passages indexed.")
+    languages: list[str] = Field(description="Languages of its sections, most text first (ISO 639-1).")
+    indexed_at: str = Field(description="When this version of the document was first indexed (UTC, ISO 8601).")
+    source: str = Field(description="File name in the corpus folder.")
+
+
+class DocumentList(BaseModel):
+    build_id: str
+    documents: list[DocumentModel]
+
+
+class AddedDocumentModel(BaseModel):
+    file: str
+    slug: str
+    title: str
+    format: str
+    replaced: bool = Field(description="True when a file of the same name was replaced.")
+
+
+class UploadResponse(BaseModel):
+    added: list[AddedDocumentModel]
+    build_id: str = Field(description="The build now served.")
+    articles: int
+    chunks: int
+    embedded: int = Field(description="Passages embedded for this build (the rest came from the cache).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from corpus.markdown import (
     parse_plain_text,
     slugify,
 )
+from corpus.builder import readable_title
+from corpus.language import annotate_languages
 from corpus.models import Article, Section
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,12 @@ log = logging.getLogger(__name__)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 TEXT_SUFFIXES = (".txt",)
 JSONL_SUFFIXES = (".jsonl",)
-SUFFIXES = MARKDOWN_SUFFIXES + TEXT_SUFFIXES + JSONL_SUFFIXES
+PDF_SUFFIXES = (".pdf",)
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+DOCX_SUFFIXES = (".docx",)
+RST_SUFFIXES = (".rst", ".rest")
+DOCUMENT_SUFFIXES = MARKDOWN_SUFFIXES + TEXT_SUFFIXES + PDF_SUFFIXES + HTML_SUFFIXES + DOCX_SUFFIXES + RST_SUFFIXES
+SUFFIXES = DOCUMENT_SUFFIXES + JSONL_SUFFIXES
 
 #: The corpus that ships with the product.
 DEFAULT_CORPUS_DIR = Path(__file__).resolve().parent / "data"
@@ -67,30 +75,59 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _title_from_filename(path: Path) -> str:
-    return path.stem.replace("_", " ").replace("-", " ").strip().capitalize() or path.stem
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(path, f"cannot read: {exc.strerror}") from None
+    if not data.strip():
+        raise CorpusError(path, "file is empty")
+    return data
+
+
+def _parse_document(path: Path, suffix: str, container_headings: frozenset[str]) -> Article:
+    title, slug, source = readable_title(path), slugify(path.stem), str(path)
+    if suffix in PDF_SUFFIXES:
+        from corpus.pdf import parse_pdf
+
+        return parse_pdf(_read_bytes(path), source_path=source, fallback_title=title, slug=slug)
+    if suffix in HTML_SUFFIXES:
+        from corpus.webpage import parse_html
+
+        return parse_html(_read_bytes(path), source_path=source, fallback_title=title, slug=slug)
+    if suffix in DOCX_SUFFIXES:
+        from corpus.word import parse_docx
+
+        return parse_docx(_read_bytes(path), source_path=source, fallback_title=title, slug=slug)
+    raw = _read_text(path)
+    if suffix in RST_SUFFIXES:
+        from corpus.rst import parse_rst
+
+        return parse_rst(raw, source_path=source, fallback_title=title, slug=slug)
+    if suffix in TEXT_SUFFIXES:
+        return replace(parse_plain_text(raw, source_path=source, title=title, slug=slug), format="text")
+    article = parse_markdown(
+        raw, source_path=source, fallback_title=title, fallback_slug=slug, container_headings=container_headings
+    )
+    return replace(article, format="markdown")
 
 
 def parse_file(path: Path, container_headings: frozenset[str] = DEFAULT_CONTAINER_HEADINGS) -> list[Article]:
-    """Parse one file into its articles (one for markdown/text, many for a BEIR jsonl)."""
+    """Parse one file into its articles (one per document, many for a BEIR jsonl).
+
+    Documents get each section's language (see :mod:`corpus.language`); BEIR corpora do not,
+    as detection would dominate the time to read thousands of short records.
+    """
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         return list(iter_beir_corpus(path))
-    raw = _read_text(path)
+    if suffix not in DOCUMENT_SUFFIXES:
+        raise CorpusError(path, f"unsupported file type; use one of {', '.join(SUFFIXES)}")
     try:
-        if suffix in TEXT_SUFFIXES:
-            return [parse_plain_text(raw, source_path=str(path), title=_title_from_filename(path), slug=slugify(path.stem))]
-        return [
-            parse_markdown(
-                raw,
-                source_path=str(path),
-                fallback_title=_title_from_filename(path),
-                fallback_slug=slugify(path.stem),
-                container_headings=container_headings,
-            )
-        ]
+        article = _parse_document(path, suffix, container_headings)
     except ArticleFormatError as exc:
         raise CorpusError(path, str(exc)) from None
+    return [annotate_languages(article)]
 
 
 def iter_beir_corpus(path: Path) -> Iterator[Article]:
@@ -126,6 +163,7 @@ def iter_beir_corpus(path: Path) -> Iterator[Article]:
                     sections=(Section(breadcrumb=(title or doc_id,), start=0, end=len(text)),),
                     url=str(record.get("url") or ""),
                     source_path=f"{path}:{lineno}",
+                    format="beir",
                     extra={"beir": True},
                 )
         except UnicodeDecodeError as exc:
@@ -160,6 +198,10 @@ def load_corpus(
             warn(f"skipped {exc}")
             continue
         for article in parsed:
+            if not article.url and not article.format == "beir" and root.is_dir():
+                # A document without a URL of its own is found at its path in the folder, which
+                # RAG_SOURCE_BASE_URL turns into a link when the folder is published.
+                article = replace(article, url=path.relative_to(root).as_posix())
             if article.slug in where:
                 raise CorpusError(
                     path, f"slug '{article.slug}' is already used by {where[article.slug]}; give each article its own slug"

@@ -28,6 +28,17 @@ _PUA_BASE = 0xE000
 _PUA_RE = re.compile("[\ue000-\ue0ff]")
 
 _HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Published files often drop the space ("##Article IV"); a letter, digit or quote right after the
+# hashes is read as a heading too (CommonMark would keep the line as text and leak the hashes).
+_TIGHT_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?=[^\W_]|[\"'“‘(\[*])(.*?)(?:[ \t]+#+)?[ \t]*$")
+_REF_LINK_RE = re.compile(r"\[([^\[\]]+)\]\[[^\[\]]*\]")
+_REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]^]+\]:\s*\S+")
+_FOOTNOTE_REF_RE = re.compile(r"\[\^[^\]\s]+\](?!:)")
+_LEADING_TAGS_RE = re.compile(r"^\s*(?:<[A-Za-z/][^<>]*>\s*)+(?=#)")
+_SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_HTML_HEADING_RE = re.compile(r"^\s*<h([1-6])(?:\s[^>]*)?>(.*?)</h\1\s*>\s*$", re.I)
+_HTML_BLOCK_RE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>|<![A-Za-z][^>]*>|<\?[^>]*\?>", re.S | re.I)
+_ATTRS_RE = re.compile(r"\s*\{[#.][^{}]*\}\s*$")  # pandoc-style {#id .class} after a heading
 _FENCE_RE = re.compile(r"^ {0,3}(```+|~~~+)")
 _HR_RE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST_RE = re.compile(r"^\s*(?:\d{1,9}[.)]|[-*+])\s+")
@@ -79,6 +90,8 @@ def clean_inline(raw: str) -> _Inline:
         return ""
 
     s = _IMAGE_RE.sub(_image, s)
+    s = _FOOTNOTE_REF_RE.sub("", s)
+    s = _REF_LINK_RE.sub(r"\1", s)  # [text][ref] and [text][]: the anchor text stays
     s = _AUTOLINK_RE.sub(lambda m: "".join(_protect(c) if c in _ESCAPABLE else c for c in m.group(1)), s)
     s = _TAG_RE.sub("", s)
     s = html.unescape(s)
@@ -191,6 +204,18 @@ def split_front_matter(raw: str) -> tuple[dict, str]:
     raise ArticleFormatError("front matter starts with '---' but is never closed by a '---' line")
 
 
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, raw text) when ``line`` is an ATX heading, one without the space, or an HTML h1-h6 line."""
+    line = _LEADING_TAGS_RE.sub("", line)  # <a name="art1"></a>## Article 1
+    m = _HEADING_RE.match(line) or _TIGHT_HEADING_RE.match(line)
+    if m:
+        return len(m.group(1)), m.group(2) or ""
+    m = _HTML_HEADING_RE.match(line)
+    if m:
+        return int(m.group(1)), m.group(2)
+    return None
+
+
 def _blocks(body: str) -> list[_Block]:
     lines = body.split("\n")
     blocks: list[_Block] = []
@@ -225,13 +250,18 @@ def _blocks(body: str) -> list[_Block]:
             flush()
             i += 1
             continue
-        heading = _HEADING_RE.match(line)
+        heading = _heading(line)
+        setext = None
+        if heading is None and para is None and i + 1 < len(lines) and not _LIST_RE.match(line):
+            setext = _SETEXT_RE.match(lines[i + 1])
+            if setext:
+                heading = (1 if setext.group(1)[0] == "=" else 2, stripped)
         if heading:
             flush()
-            inline = _collapse(clean_inline(heading.group(2) or ""))
+            inline = _collapse(clean_inline(_ATTRS_RE.sub("", heading[1])))
             if inline.text:
-                blocks.append(_Block(kind="heading", level=len(heading.group(1)), lines=[inline]))
-            i += 1
+                blocks.append(_Block(kind="heading", level=heading[0], lines=[inline]))
+            i += 2 if setext else 1
             continue
         if _HR_RE.match(line) or _TABLE_SEP_RE.match(line) and "|" in line:
             flush()
@@ -250,7 +280,12 @@ def _blocks(body: str) -> list[_Block]:
             blocks.append(_Block(kind="image", image=(src, _collapse(clean_inline(alt)).text, caption)))
             i += 1
             continue
-        content = re.sub(r"^\s{0,3}>\s?", "", line)  # blockquote marker
+        if _REF_DEF_RE.match(line):  # [1]: https://... defines a link target; it is not prose
+            flush()
+            i += 1
+            continue
+        content = re.sub(r"^\s{0,3}(?:>\s?)+", "", line)  # blockquote markers, nested ones too
+        content = re.sub(r"^\s{0,3}\[\^[^\]\s]+\]:\s*", "", content)  # a footnote's text stays, its label goes
         if "|" in content and content.strip().startswith("|"):
             cells = [c.strip() for c in content.strip().strip("|").split("|")]
             content = " | ".join(cells)
@@ -328,16 +363,20 @@ def parse_markdown(
         raise ArticleFormatError("file is empty")
     meta, body = split_front_matter(raw)
     body = _COMMENT_RE.sub("", body.replace("\r\n", "\n").replace("\r", "\n"))
+    body = _HTML_BLOCK_RE.sub("", body)
     blocks = _blocks(body)
 
     entity = meta.get("entity") if isinstance(meta.get("entity"), dict) else {}
     title = _text_value(meta.get("title") or entity.get("primary"))
     headings = [b for b in blocks if b.kind == "heading"]
+    # Title: front matter, else the one top-level heading, else the caller's (file name); never a
+    # section heading, which would make every citation of a multi-part document read "Article I".
+    top = [b for b in headings if b.level == 1]
     title_block: _Block | None = None
-    if headings and headings[0].level == 1 and (not title or _norm(headings[0].lines[0].text) == _norm(title)):
-        title_block = headings[0]
+    if len(top) == 1 and (not title or _norm(top[0].lines[0].text) == _norm(title)):
+        title_block = top[0]
     if not title:
-        title = headings[0].lines[0].text if headings else fallback_title
+        title = title_block.lines[0].text if title_block else fallback_title
     if not title:
         raise ArticleFormatError("article has no title: add 'title:' front matter or a '# Heading'")
 

@@ -36,6 +36,8 @@ class Section:
     breadcrumb: tuple[str, ...]
     start: int
     end: int
+    language: str = ""  # ISO 639-1 code detected from the section's text ("" when unknown)
+    anchor: str = ""  # id of the section's heading in the source (HTML id, reStructuredText target)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Article:
     description: str = ""
     links: tuple[Link, ...] = ()
     images: tuple[Image, ...] = ()
+    format: str = ""  # markdown, text, pdf, html, docx, rst, beir
+    pages: tuple[tuple[int, int], ...] = ()  # (offset in text, page number) where each page's text starts
+    page_count: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def metadata(self) -> dict:
@@ -82,4 +87,25 @@ class Article:
             "description": self.description,
             "links": [link.__dict__ for link in self.links],
             "images": [image.__dict__ for image in self.images],
+            "format": self.format,
+            "page_count": self.page_count,
+            "sections": len({s.breadcrumb for s in self.sections}),
+            "languages": self.languages(),
         }
+
+    def languages(self) -> list[str]:
+        """Languages of the sections, most text first."""
+        sizes: dict[str, int] = {}
+        for s in self.sections:
+            if s.language:
+                sizes[s.language] = sizes.get(s.language, 0) + s.end - s.start
+        return sorted(sizes, key=lambda lang: -sizes[lang])
+
+    def page_at(self, offset: int) -> int | None:
+        """The page the text at ``offset`` is on, for paged formats (PDF); None otherwise."""
+        page = None
+        for start, number in self.pages:
+            if start > offset:
+                break
+            page = number
+        return page

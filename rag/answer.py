@@ -101,6 +101,8 @@ class Citation:
     quote: str
     start: int  # offsets into the passage text
     end: int
+    page: int | None = None  # page the quote starts on (PDF sources)
+    anchor: str = ""  # id of the quote's section in the source (HTML, rst)
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def renumber(answer: str, evidence: Sequence[Citation]) -> tuple[str, list[Citat
         order.setdefault(old, len(order) + 1)
     text = _MARKER_RE.sub(lambda m: f"[{order[int(m.group(1))]}]", answer)
     citations = [
-        Citation(new, c.passage_id, c.title, c.section, c.url, c.quote, c.start, c.end)
+        Citation(new, c.passage_id, c.title, c.section, c.url, c.quote, c.start, c.end, c.page, c.anchor)
         for old, new in order.items()
         for c in [by_n[old]]
     ]
@@ -587,7 +589,11 @@ class AnswerService:
                 start = prefix.end()  # list numbering never starts an answer sentence
             quote = chunk.text[start : cand.end]
             n = len(evidence) + 1
-            evidence.append(Citation(n, chunk.id, chunk.title, chunk.section, chunk.url, quote, start, cand.end))
+            evidence.append(
+                Citation(
+                    n, chunk.id, chunk.title, chunk.section, chunk.url, quote, start, cand.end, chunk.page_at(start), chunk.anchor
+                )
+            )
             sentences.append(AnswerSentence(f"{_answer_text(quote)} [{n}]", (n,)))
 
         text = " ".join(s.text for s in sentences)

@@ -54,15 +54,34 @@ class Chunk:
     end: int
     n_tokens: int
     ordinal: int  # position of the chunk within its article
+    language: str = ""  # ISO 639-1 code of its section ("" when unknown)
+    anchor: str = ""  # id of its section's heading in the source (HTML, rst), for links
+    pages: tuple[tuple[int, int], ...] = ()  # (offset in text, page): where each page of a paged source begins
+
+    @property
+    def page(self) -> int | None:
+        """The page the passage starts on (PDF), else None."""
+        return self.pages[0][1] if self.pages else None
+
+    def page_at(self, offset: int) -> int | None:
+        """The page of the character at ``offset`` in the passage text (PDF), else None."""
+        page = None
+        for start, number in self.pages:
+            if start > offset:
+                break
+            page = number
+        return page
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["section"] = list(self.section)
+        data["pages"] = [list(p) for p in self.pages]
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Chunk:
-        return cls(**{**data, "section": tuple(data["section"])})
+        pages = tuple((int(o), int(n)) for o, n in data.get("pages", ()))
+        return cls(**{**data, "section": tuple(data["section"]), "pages": pages})
 
 
 def breadcrumb_prefix(section: tuple[str, ...]) -> str:
@@ -178,6 +197,14 @@ def _section_spans(fit: _Fitter, units: list[_Unit], overlap_tokens: int) -> lis
     return spans
 
 
+def _pages(article: Article, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """Page starts within ``[start, end)`` as offsets into the chunk, beginning with the page at ``start``."""
+    first = article.page_at(start)
+    if first is None:
+        return ()
+    return ((0, first), *((offset - start, number) for offset, number in article.pages if start < offset < end))
+
+
 def chunk_article(
     article: Article,
     config: ChunkerConfig = ChunkerConfig(),
@@ -215,6 +242,9 @@ def chunk_article(
                     end=end,
                     n_tokens=fit.count(start, end),
                     ordinal=len(chunks),
+                    language=section.language,
+                    anchor=section.anchor,
+                    pages=_pages(article, start, end),
                 )
             )
     return chunks

@@ -109,6 +109,53 @@ def _announce_loading(settings, with_model: bool = True) -> None:
     typer.echo(f"loading {what}the index {settings.index_dir} ({chunks} passages) ...", err=True)
 
 
+@app.command()
+def add(
+    files: Annotated[list[Path], typer.Argument(help="Documents to add: .md .txt .rst .html .pdf .docx.")],
+    corpus: CorpusOpt = None,
+    index_dir: IndexDirOpt = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Copy documents into the corpus folder and update the index (all or nothing)."""
+    from rag.documents import add_documents
+    from rag.service import index_corpus
+
+    settings = _settings(corpus_dir=corpus, index_dir=index_dir, encoder_backend=backend)
+    for path in files:
+        if not path.is_file():
+            raise CorpusError(path, "no such file")
+    added, report = add_documents(
+        [(path.name, path) for path in files],
+        settings.corpus_dir,
+        lambda: index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True)),
+    )
+    for doc in added:
+        typer.echo(f"{'updated' if doc.replaced else 'added'} {doc.file}: {doc.title} ({doc.format})")
+    typer.echo(
+        f"indexed {report.articles} documents into {report.chunks} chunks (embedded {report.embedded}, cached {report.cached}) "
+        f"in {report.seconds:.1f} s [build {report.build_id}]; a running server picks it up on POST /admin/reload or SIGHUP"
+    )
+
+
+@app.command()
+def documents(index_dir: IndexDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List the indexed documents: title, format, pages or sections, chunks, language, when indexed."""
+    from dataclasses import asdict
+
+    from rag.documents import list_documents
+    from rag.index import load_index
+
+    settings = _settings(index_dir=index_dir)
+    docs = list_documents(load_index(settings.index_dir, None, verify=False, mmap=True))
+    if as_json:
+        typer.echo(json.dumps([asdict(d) for d in docs], ensure_ascii=False, indent=2))
+        return
+    for d in docs:
+        size = f"{d.pages} pages" if d.pages else f"{d.sections} sections"
+        typer.echo(f"{d.title}  [{d.format}, {size}, {d.chunks} chunks, {','.join(d.languages) or '?'}, indexed {d.indexed_at}]  {d.source}")
+    typer.echo(f"{len(docs)} document{'s' * (len(docs) != 1)}")
+
+
 def search_payload(query: str, results) -> dict:
     from rag.retrieve import result_dict
 
@@ -191,10 +238,11 @@ def search(
     article: Annotated[Optional[list[str]], typer.Option("--article", help="Only this article slug (repeatable).")] = None,
     category: Annotated[Optional[list[str]], typer.Option("--category", help="Only articles in this category.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only articles with this tag.")] = None,
+    language: Annotated[Optional[list[str]], typer.Option("--language", help="Only passages in this language (en, fr, ...).")] = None,
     url: UrlOpt = None,
 ) -> None:
     """Ranked passages for a query, with breadcrumbs and scores."""
-    filters = {"article": article, "category": category, "tag": tag}
+    filters = {"article": article, "category": category, "tag": tag, "language": language}
     if url:
         from rag import remote
 
@@ -230,7 +278,8 @@ def _print_answer(answer: dict) -> None:
         return
     typer.echo("")
     for c in answer["citations"]:
-        typer.echo(f"[{c['n']}] {' > '.join(c['section'])}  ({c['url'] or c['title']})")
+        where = (c["url"] or c["title"]) + (f", p. {c['page']}" if c.get("page") else "")
+        typer.echo(f"[{c['n']}] {' > '.join(c['section'])}  ({where})")
         quote = " ".join(c["quote"].split())
         for line in textwrap.wrap(f'"{quote}"', width=100, initial_indent="    ", subsequent_indent="    "):
             typer.echo(line)

@@ -48,7 +48,10 @@ from rag.sentences import answer_units
 from rag.tokens import ENCODING_NAME
 
 FORMAT = "rag-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 2 added page, anchor and language to chunk records and indexed_at to articles; a version 1
+# index reads as one whose passages have none of them (no page, no anchor, unknown language).
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 ARTICLES = "articles.json"
@@ -322,6 +325,8 @@ def _previous_chunks(index_dir: Path, chunker: dict, model_key: str) -> tuple[di
         manifest = json.loads((index_dir / MANIFEST).read_text())
         if manifest.get("chunker") != chunker or manifest.get("model", {}).get("cache_key") != model_key:
             return {}, {}
+        if manifest.get("format_version") != FORMAT_VERSION:  # older chunk records lack fields
+            return {}, {}
         prints = manifest["corpus"]["article_fingerprints"]
         by_article: dict[str, list[Chunk]] = {}
         with (index_dir / CHUNKS).open(encoding="utf-8") as handle:
@@ -331,6 +336,20 @@ def _previous_chunks(index_dir: Path, chunker: dict, model_key: str) -> tuple[di
         return prints, by_article
     except (OSError, ValueError, KeyError, TypeError):
         return {}, {}
+
+
+def _article_records(index_dir: Path, articles: list[Article], prints: dict[str, str], old_prints: dict[str, str]) -> dict:
+    """articles.json: each article's metadata and when its current text was first indexed."""
+    try:
+        previous = json.loads((index_dir / ARTICLES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    records = {}
+    for article in articles:
+        kept = (previous.get(article.slug) or {}).get("indexed_at") if old_prints.get(article.slug) == prints[article.slug] else None
+        records[article.slug] = {**article.metadata(), "indexed_at": kept or now}
+    return records
 
 
 def build_index(
@@ -424,7 +443,8 @@ def build_index(
             for chunk in chunks:
                 handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
         (tmp / ARTICLES).write_text(
-            json.dumps({a.slug: a.metadata() for a in articles}, ensure_ascii=False, indent=1), encoding="utf-8"
+            json.dumps(_article_records(index_dir, articles, prints, old_prints), ensure_ascii=False, indent=1),
+            encoding="utf-8",
         )
         store.save(tmp / VECTORS)
         lexical.save(tmp / BM25_DIR)
@@ -590,8 +610,15 @@ class Index:
         nxt = self.chunks[row + 1] if row + 1 < len(self.chunks) and self.chunks[row + 1].article == chunk.article else None
         return prev, nxt
 
-    def rows_matching(self, articles: set[str] | None = None, categories: set[str] | None = None, tags: set[str] | None = None) -> np.ndarray:
-        """Sorted row ids of chunks whose article matches every given filter (values compared case-insensitively)."""
+    def rows_matching(
+        self,
+        articles: set[str] | None = None,
+        categories: set[str] | None = None,
+        tags: set[str] | None = None,
+        languages: set[str] | None = None,
+    ) -> np.ndarray:
+        """Sorted row ids of chunks whose article matches every given filter (values compared case-insensitively)
+        and whose own language is one of ``languages`` (ISO 639-1 codes), when given."""
         wanted = set()
         for slug, meta in self.articles.items():
             if articles and slug.casefold() not in articles:
@@ -604,7 +631,10 @@ class Index:
             if tags and not {t.casefold() for t in meta.get("tags", [])} & tags:
                 continue
             wanted.add(slug)
-        return np.array([i for i, c in enumerate(self.chunks) if c.article in wanted], dtype=np.int64)
+        return np.array(
+            [i for i, c in enumerate(self.chunks) if c.article in wanted and (not languages or c.language.casefold() in languages)],
+            dtype=np.int64,
+        )
 
 
 def read_manifest(index_dir: Path) -> dict:
@@ -620,7 +650,7 @@ def read_manifest(index_dir: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFormatError(f"{path}: not a rag index manifest; rebuild the index with 'rag index'")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise IndexFormatError(
             f"{path}: index format version {version!r} is not supported (this is version {FORMAT_VERSION}); "
             "rebuild the index with 'rag index'"

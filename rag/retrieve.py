@@ -15,7 +15,7 @@ from rag.index import Index
 
 MODES = ("hybrid", "dense", "bm25")
 FUSIONS = ("rrf", "convex")
-FILTER_KEYS = ("article", "category", "tag")
+FILTER_KEYS = ("article", "category", "tag", "language")
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,12 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class Filters:
-    """Restrict results to articles by slug, category (name or slug) or tag; case-insensitive."""
+    """Restrict results to articles by slug, category (name or slug) or tag, and to passages by language; case-insensitive."""
 
     articles: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
+    languages: frozenset[str] = frozenset()  # ISO 639-1 codes of the passages' sections
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, object] | None) -> Filters:
@@ -55,10 +56,13 @@ class Filters:
                 raise QueryError(f"filter {key!r} must be a string or a list of strings")
             return frozenset(v.strip().casefold() for v in items if v.strip())
 
-        return cls(values("article"), values("category"), values("tag"))
+        from corpus.language import language_code
+
+        languages = frozenset(language_code(v) for v in values("language"))
+        return cls(values("article"), values("category"), values("tag"), languages)
 
     def __bool__(self) -> bool:
-        return bool(self.articles or self.categories or self.tags)
+        return bool(self.articles or self.categories or self.tags or self.languages)
 
 
 def filter_values(articles: Mapping[str, dict]) -> dict[str, list[str]]:
@@ -118,6 +122,9 @@ def result_dict(result: SearchResult) -> dict:
         "article": chunk.article,
         "start": chunk.start,
         "end": chunk.end,
+        "page": chunk.page,
+        "anchor": chunk.anchor,
+        "language": chunk.language,
     }
 
 
@@ -172,7 +179,7 @@ class Retriever:
         n = len(self.index)
         allowed = None
         if filters:
-            allowed = self.index.rows_matching(filters.articles, filters.categories, filters.tags)
+            allowed = self.index.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)
             if not len(allowed):
                 return []
         pool = min(max(self.candidates, k), n if allowed is None else len(allowed))

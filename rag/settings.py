@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -118,6 +119,22 @@ class Settings(BaseSettings):
                 parse(value)
             except ValueError:
                 raise ValueError("use a rate like '60/minute' or '10/second'") from None
+        return value
+
+    # --- documents: uploads and links to sources ---
+    max_upload_bytes: int = Field(
+        20_000_000, ge=1024, le=1_000_000_000, description="Largest POST /admin/documents body (all files together)."
+    )
+    source_base_url: str = Field(
+        "", description="Base URL that relative source URLs (such as /detay/space-diplomacy) are resolved against in links."
+    )
+
+    @field_validator("source_base_url")
+    @classmethod
+    def _check_base(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("use an absolute http(s) URL such as https://encyclopedia.example.org")
         return value
 
     # --- chat widget: which other sites may call the API from a browser (CORS) ---

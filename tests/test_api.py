@@ -30,8 +30,9 @@ TURKIYE = "Türkiye's Space Diplomacy Strategies"
 DEFINITION = "The Definition and Significance of Space Diplomacy"
 
 ASK_KEYS = {"abstention", "question", "answer", "abstained", "citations", "passages", "search_query", "support", "timings_ms"}
-CITATION_KEYS = {"n", "passage_id", "title", "section", "url", "quote", "start", "end"}
-SEARCH_RESULT_KEYS = {"passage_id", "title", "section", "url", "text", "score", "rank", "dense_score", "bm25_score", "article", "start", "end"}
+CITATION_KEYS = {"n", "passage_id", "title", "section", "url", "quote", "start", "end", "page", "anchor"}
+SEARCH_RESULT_KEYS = {"passage_id", "title", "section", "url", "text", "score", "rank", "dense_score", "bm25_score", "article", "start", "end",
+                      "page", "anchor", "language"}
 PASSAGE_KEYS = SEARCH_RESULT_KEYS | {"low_confidence"}
 
 
@@ -118,7 +119,9 @@ def test_passage_detail_has_article_metadata_and_neighbours(client, bundled_retr
     response = client.get(f"/passages/{chunks[cold_war].id}")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"passage_id", "title", "section", "url", "text", "start", "end", "n_tokens", "article", "previous", "next"}
+    assert set(body) == {"passage_id", "title", "section", "url", "text", "start", "end", "n_tokens", "article", "previous", "next",
+                         "page", "pages", "anchor", "language"}
+    assert body["page"] is None and body["pages"] == [] and body["anchor"] == "" and body["language"] == "en"
     assert body["passage_id"] == chunks[cold_war].id and body["text"] == chunks[cold_war].text
     assert body["section"] == ["Space Diplomacy", "Historical Development of Space Diplomacy", COLD_WAR]
     assert body["end"] - body["start"] == len(body["text"]) and body["n_tokens"] > 0

@@ -135,12 +135,27 @@ def test_wrong_dimension(built):
         load_index(index_dir, encoder)
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", None])
+@pytest.mark.parametrize("version", [0, 3, 99, "1", None])
 def test_unknown_format_version(built, fake_encoder, version):
     index_dir, build_dir, _ = built
     edit_manifest(build_dir, lambda m: m.__setitem__("format_version", version))
     with pytest.raises(IndexFormatError, match="manifest.json: index format version"):
         load_index(index_dir, fake_encoder)
+
+
+def test_version_1_index_reads_as_passages_without_page_anchor_language(built, fake_encoder):
+    """Version 1 chunk records have no page, anchor or language; such an index still loads and answers."""
+    from rag.files import file_table
+
+    index_dir, build_dir, _ = built
+    chunks_path = build_dir / "chunks.jsonl"
+    old = [json.loads(line) for line in chunks_path.read_text().splitlines()]
+    assert {"anchor", "language", "pages"} <= set(old[0])
+    chunks_path.write_text("".join(json.dumps({k: v for k, v in c.items() if k not in ("pages", "anchor", "language")}) + "\n" for c in old))
+    edit_manifest(build_dir, lambda m: m.update(format_version=1, files={k: v for k, v in file_table(build_dir).items() if k != "manifest.json"}))
+    index = load_index(index_dir, fake_encoder)
+    assert [c.id for c in index.chunks] == [c["id"] for c in old]
+    assert all(c.page is None and c.anchor == "" and c.language == "" for c in index.chunks)
 
 
 def test_not_a_manifest(built, fake_encoder):

@@ -204,9 +204,9 @@ def test_plain_markdown_without_heading_takes_title_from_file_name(tmp_path: Pat
     path = tmp_path / "orbital_debris-notes.md"
     path.write_text("Just a paragraph about debris.\n\nAnd another one.\n", encoding="utf-8")
     (a,) = parse_file(path)
-    assert a.title == "Orbital debris notes"
+    assert a.title == "Orbital Debris Notes"  # a readable form of the file name
     assert a.slug == "orbital_debris-notes"
-    assert a.sections[0].breadcrumb == ("Orbital debris notes",)
+    assert a.sections[0].breadcrumb == ("Orbital Debris Notes",)
     assert a.text == "Just a paragraph about debris.\n\nAnd another one."
 
 
@@ -214,7 +214,7 @@ def test_txt_file_paragraphs(tmp_path: Path):
     path = tmp_path / "moon-landing.txt"
     path.write_text("  Apollo 11 landed   in 1969.\nIt was crewed.\n\n\n**Not** markdown [here](x).\n", encoding="utf-8")
     (a,) = parse_file(path)
-    assert a.title == "Moon landing"
+    assert a.title == "Moon Landing"
     assert a.slug == "moon-landing"
     assert a.text == "Apollo 11 landed in 1969.\nIt was crewed.\n\n**Not** markdown [here](x)."
     assert a.sections[0].start == 0 and a.sections[0].end == len(a.text)
@@ -246,7 +246,7 @@ def test_load_corpus_mixes_formats_in_stable_order(tmp_path: Path, write_corpus)
             "a.txt": "Ants.\n",
             "sub/c.jsonl": json.dumps({"_id": "c1", "title": "Cee", "text": "Sea."}) + "\n",
             ".hidden/x.md": "# Hidden\n\nNo.\n",
-            "notes.pdf": "ignored",
+            "notes.odt": "ignored",  # not a supported type
         }
     )
     assert [a.slug for a in load_corpus(root)] == ["a", "b", "c1"]
@@ -325,7 +325,7 @@ def test_missing_and_empty_corpus_folders(tmp_path: Path):
     with pytest.raises(CorpusError, match="no such file or folder"):
         load_corpus(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "readme.pdf").write_text("x")
+    (tmp_path / "empty" / "readme.odt").write_text("x")
     with pytest.raises(CorpusError, match="no articles found"):
         load_corpus(tmp_path / "empty")
 

@@ -49,11 +49,14 @@ async def search(
     article: Annotated[list[FilterValue] | None, Query(max_length=50, description="Only these article slugs.")] = None,
     category: Annotated[list[FilterValue] | None, Query(max_length=50, description="Only articles in these categories.")] = None,
     tag: Annotated[list[FilterValue] | None, Query(max_length=50, description="Only articles with these tags.")] = None,
+    language: Annotated[
+        list[FilterValue] | None, Query(max_length=50, description="Only passages in these languages (ISO 639-1 codes or names).")
+    ] = None,
 ) -> SearchResponse:
     query = clean_text(q)
     if not query:
         raise HTTPException(status_code=422, detail="q: is empty; send some words to search for")
-    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag})
+    filters = Filters.from_mapping({"article": article, "category": category, "tag": tag, "language": language})
     problem = unmatched_filters(service.index, filters)
     if problem:
         raise QueryError(problem)

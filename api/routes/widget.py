@@ -41,6 +41,7 @@ class WidgetConfig(BaseModel):
 
     max_question_chars: int = Field(description="Longest question /ask accepts, in characters after whitespace is collapsed.")
     max_history: int = Field(description="Earlier questions worth sending with a follow-up.")
+    source_base_url: str = Field("", description="Base URL for relative source URLs in links (RAG_SOURCE_BASE_URL), or empty.")
     version: str
     key_required: bool = Field(description="Whether the question endpoints need a key (RAG_API_KEYS is set).")
     page_token: str | None = Field(
@@ -88,6 +89,7 @@ async def widget_config(state: StateDep, request: Request) -> JSONResponse:
     config = WidgetConfig(
         max_question_chars=MAX_QUESTION_CHARS,
         max_history=min(MAX_HISTORY_ITEMS, state.settings.max_history),
+        source_base_url=state.settings.source_base_url,
         version=__version__,
         key_required=state.keys.required,
         page_token=token,

@@ -141,16 +141,32 @@
     return parts.length ? parts : ["Introduction"];
   }
 
-  function sourceHref(url) {
+  // The server's RAG_SOURCE_BASE_URL (from /widget-config.json); data-source-base on the script tag wins.
+  var serverSourceBase = "";
+
+  function sourceHref(url, item) {
     if (!url) return null;
     try {
-      var base = options.sourceBase || (sameOrigin && !/^[a-z][a-z0-9+.-]*:/i.test(url) ? null : document.baseURI);
+      var base = options.sourceBase || serverSourceBase || (sameOrigin && !/^[a-z][a-z0-9+.-]*:/i.test(url) ? null : document.baseURI);
       if (!base) return null; // a relative URL on the service's own page would point at the service
       var resolved = new URL(url, base);
-      return resolved.protocol === "http:" || resolved.protocol === "https:" ? resolved.href : null;
+      if (resolved.protocol !== "http:" && resolved.protocol !== "https:") return null;
+      // Where in the source: the page of a PDF (viewers open #page=N) or the id of an HTML section.
+      if (item && item.page) resolved.hash = "page=" + item.page;
+      else if (item && item.anchor) resolved.hash = encodeURIComponent(item.anchor);
+      return resolved.href;
     } catch (e) {
       return null;
     }
+  }
+
+  function pageLabel(item) {
+    return item && item.page ? "p. " + item.page : "";
+  }
+
+  function withPage(text, item) {
+    var page = pageLabel(item);
+    return page ? text + " · " + page : text;
   }
 
   function stripMarkers(text) {
@@ -413,6 +429,7 @@
     var self = this;
     loadConfig().then(function (config) {
       self.config = config;
+      if (config && config.source_base_url) serverSourceBase = config.source_base_url;
       self.updateComposer();
     });
   }
@@ -890,7 +907,7 @@
 
   Widget.prototype.badge = function (turn, citation) {
     var self = this;
-    var where = crumbs(citation.section, citation.title).join(" › ");
+    var where = withPage(crumbs(citation.section, citation.title).join(" › "), citation);
     return h(
       "button",
       {
@@ -930,12 +947,12 @@
             type: "button",
             class: "source",
             "data-key": "source-" + c.n,
-            "aria-label": "Source for citation" + (group.numbers.length > 1 ? "s " : " ") + group.numbers.join(", ") + ": " + c.title + ", " + path.join(" › "),
+            "aria-label": "Source for citation" + (group.numbers.length > 1 ? "s " : " ") + group.numbers.join(", ") + ": " + c.title + ", " + withPage(path.join(" › "), c),
             onclick: function (event) { self.openCitation(turn, c, event.currentTarget); },
           },
           h("span", { class: "source-nums", "aria-hidden": "true" }, group.numbers.map(function (n) { return h("span", { class: "num", text: String(n) }); })),
           h("span", { class: "source-text", "aria-hidden": "true" },
-            h("span", { class: "source-section", text: path[path.length - 1] }),
+            h("span", { class: "source-section", text: withPage(path[path.length - 1], c) }),
             h("span", { class: "source-article", text: c.title + (path.length > 1 ? " › " + path.slice(0, -1).join(" › ") : "") })
           )
         )
@@ -965,7 +982,7 @@
             onclick: function (event) { self.openPassage(p, null, event.currentTarget, "Related reading · does not answer the question"); },
           },
           h("span", { class: "source-text" },
-            h("span", { class: "source-section", text: path[path.length - 1] }),
+            h("span", { class: "source-section", text: withPage(path[path.length - 1], p) }),
             h("span", { class: "source-article", text: p.title + (path.length > 1 ? " › " + path.slice(0, -1).join(" › ") : "") })
           )
         )
@@ -1009,13 +1026,13 @@
   Widget.prototype.openCitation = function (turn, citation, opener) {
     var self = this;
     var passage = (turn.passages || []).filter(function (p) { return p.passage_id === citation.passage_id; })[0];
-    var kicker = "Citation " + citation.n;
+    var kicker = withPage("Citation " + citation.n, citation);
     if (passage) {
       this.openPassage(passage, citation, opener, kicker);
       return;
     }
     // Not kept with the answer (never expected): fetch it, and show the quote meanwhile.
-    this.openPassage({ title: citation.title, section: citation.section, url: citation.url, text: citation.quote }, null, opener, kicker + " · loading the passage…");
+    this.openPassage({ title: citation.title, section: citation.section, url: citation.url, text: citation.quote, page: citation.page, anchor: citation.anchor }, null, opener, kicker + " · loading the passage…");
     fetchPassage(citation.passage_id).then(
       function (p) { if (self.viewer.open) self.openPassage(p, citation, opener, kicker); },
       function () { self.viewerKicker.textContent = kicker + " · the full passage could not be loaded"; }
@@ -1041,11 +1058,16 @@
       this.viewerText.textContent = passage.text;
     }
     this.viewerFoot.textContent = "";
-    var href = sourceHref(passage.url);
+    // The citation's own page (a quote can start on a later page than its passage), else the passage's.
+    var place = citation && citation.page ? citation : passage;
+    var href = sourceHref(passage.url, { page: place.page, anchor: passage.anchor });
     if (href) {
+      var label = pageLabel(place) ? "Read the source at " + pageLabel(place) : "Read the article";
       this.viewerFoot.appendChild(
-        h("a", { class: "source-url", href: href, target: "_blank", rel: "noopener noreferrer" }, h("span", { text: "Read the article" }), icon("external"))
+        h("a", { class: "source-url", href: href, target: "_blank", rel: "noopener noreferrer" }, h("span", { text: label }), icon("external"))
       );
+    } else if (pageLabel(place)) {
+      this.viewerFoot.appendChild(h("span", { class: "page-text", text: pageLabel(place) }));
     }
     if (passage.url) this.viewerFoot.appendChild(h("span", { class: "url-text", text: href || passage.url }));
     if (citation) this.viewerFoot.appendChild(h("span", { class: "legend" }, h("span", { class: "legend-swatch", "aria-hidden": "true" }), "Quoted in the answer"));

@@ -89,10 +89,10 @@ def unmatched_filters(index: Index, filters: Filters) -> str | None:
     A question under such filters has nothing to search; the caller says so instead of abstaining
     as if the corpus did not cover the question.
     """
-    if not filters or len(index.rows_matching(filters.articles, filters.categories, filters.tags)):
+    if not filters or len(index.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)):
         return None
-    existing = filter_values(index.articles)
-    wanted = {"article": filters.articles, "category": filters.categories, "tag": filters.tags}
+    existing = {**filter_values(index.articles), "language": sorted({c.language for c in index.chunks if c.language})}
+    wanted = {"article": filters.articles, "category": filters.categories, "tag": filters.tags, "language": filters.languages}
     for key, values in wanted.items():
         if not values:
             continue

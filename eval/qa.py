@@ -457,6 +457,14 @@ def summarise(results: Sequence[QAResult]) -> dict:
         if r.abstained:
             reasons[r.abstention_reason or "unknown"] = reasons.get(r.abstention_reason or "unknown", 0) + 1
     summary["abstention_reasons"] = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-"
+    corpora = sorted({r.corpus for r in results if r.corpus})
+    for corpus in corpora if len(corpora) > 1 else ():
+        mine = [r for r in results if r.corpus == corpus and r.error is None]
+        summary[f"{corpus}: answered_correctly"] = _share([bool(r.answered_correctly) for r in mine if r.answerable and r.kind != "partial"])
+        summary[f"{corpus}: answerable_abstained"] = _share([r.abstained for r in mine if r.answerable])
+        summary[f"{corpus}: near-domain_handled"] = _share(
+            [r.abstained or (r.abstention_reason == "partial" and bool(r.names_missing)) for r in mine if r.kind == "near-domain"]
+        )
     summary["latency_p50_ms"] = round(m.percentile(latencies, 50), 2)
     summary["latency_p95_ms"] = round(m.percentile(latencies, 95), 2)
     summary["passed"] = _share([r.passed for r in results])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ from rag.answerability import (
     features,
     judge,
     message,
+    present,
     uncovered,
 )
 from rag.errors import QueryError
@@ -417,7 +418,8 @@ class AnswerService:
         pieces = [analyze_question(p) for p in question_parts(asked)]
         # A question that asks two things is judged part by part, so that each part is answered or said missing.
         parts = pieces if len(pieces) > 1 and all(len(p.focus) >= 2 for p in pieces) else []
-        verdicts = [self._judge(part, evidence) for part in parts]
+        # Each part must be answered surely: a part that only resembles a passage is said to be missing.
+        verdicts = [self._judge(part, evidence, cfg.answerability.confident) for part in parts]
         if len(citable) < len(candidates):
             # the unit that fits the question best lists a source: the articles say this only in their references
             every = self._judge(whole, self._evidence(candidates, results))
@@ -433,7 +435,10 @@ class AnswerService:
         chosen = self._choose(citable, results, answered, yes_no, complete)
         quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
         gaps = ()
-        if not parts and overall.answerable and overall.probability < cfg.answerability.confident:
+        if not parts and overall.answerable and not self._names_quoted(whole, quoted, evidence):
+            # however likely the answer, quotes from passages that do not name what was asked about say so
+            gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
+        elif not parts and overall.answerable and overall.probability < cfg.answerability.confident:
             # answered, but not surely: say which of the question's focus the quotes do not hold, and
             # quote only the best few (uncertain_sentences) rather than pile up passages that do not answer either
             gaps = uncovered(whole, overall, quoted, evidence, self._acronyms(), cfg.answerability.min_credit)
@@ -454,6 +459,11 @@ class AnswerService:
         if notes and not answer.abstained:
             answer.abstention = Abstention("partial", " ".join(notes), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(mentioned)))
         return answer
+
+    def _names_quoted(self, question: QuestionAnalysis, quoted: list[int], evidence: list[Evidence]) -> bool:
+        terms = frozenset().union(*(evidence[u].passage_terms for u in quoted)) if quoted else frozenset()
+        text = " ".join(evidence[u].passage_text for u in quoted)
+        return all(present(n, terms, self._acronyms(), text) for n in question.names)
 
     def _complete(self, question: QuestionAnalysis, verdict: Verdict, citable: list[_Candidate], evidence: list[Evidence]) -> bool:
         """Whether the unit that leads for ``verdict`` holds every name and word of the question, and its kind of answer."""
@@ -523,10 +533,13 @@ class AnswerService:
             table = index._acronyms = defined_acronyms([c.text for c in index.chunks])
         return table
 
-    def _judge(self, part: QuestionAnalysis, evidence: list[Evidence]) -> Verdict:
+    def _judge(self, part: QuestionAnalysis, evidence: list[Evidence], threshold: float | None = None) -> Verdict:
         terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
         idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
-        return judge(part, evidence, idf, self._acronyms(), self.config.answerability, self._word_vectors())
+        model = self.config.answerability
+        if threshold is not None:
+            model = replace(model, threshold=threshold)
+        return judge(part, evidence, idf, self._acronyms(), model, self._word_vectors())
 
     def _word_vectors(self) -> _WordVectors | None:
         return _WordVectors(self.index) if self.index.word_vectors is not None else None

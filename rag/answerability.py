@@ -53,7 +53,7 @@ _ACRONYM_RE = re.compile(r"((?:[A-Z][\w’'-]*\s+(?:(?:of|for|the|and|on)\s+)*){
 _YEAR_RE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\b(?:era|period|age|times|days|years|ago|since|until)\b|\b(?:January|February|March|April|May|June|July|August|September|October|November|December)\b|\bcentury\b|\bdecades?\b", re.I)
 _MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 _QUANTITY_RE = re.compile(
-    r"(?<![\w.])(?<!Article )(?<!resolution )(?<!No\. )(?!(?:1[5-9]|20)\d\d(?!\d))\d[\d,.]*(?![\w])(?!\s+" + _MONTHS + r")|[$€£%]|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+    r"(?<![\w.])(?<!Article )(?<!resolution )(?<!No\. )(?!(?:1[5-9]|20)\d\d(?!\d))(?!\d{1,3}[.)](?:\s|$))\d[\d,.]*(?![\w])(?!\s+" + _MONTHS + r")|[$€£%]|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
     r"hundred|hundreds|thousand|thousands|million|millions|billion|billions|trillion|dozen|dozens|percent|half|several|majority)\b",
     re.I,
 )

@@ -163,6 +163,30 @@ def previous_units(index_dir: Path, model_key: str, bm25: BM25Params) -> Previou
         return None
 
 
+def previous_words(index_dir: Path, model_key: str) -> dict[str, np.ndarray]:
+    """The word table of the build ``index_dir`` names, when it was embedded by this model (else empty)."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+        if (manifest.get("model") or {}).get("cache_key") != model_key or WORDS not in manifest.get("files", {}):
+            return {}
+        words = json.loads((index_dir / WORDS).read_text(encoding="utf-8"))
+        vectors = np.load(index_dir / WORD_VECTORS, allow_pickle=False)
+        return dict(zip(words, vectors)) if len(words) == len(vectors) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def build_words(words: list[str], previous: dict[str, np.ndarray], encoder: Encoder, cache, progress) -> tuple[np.ndarray, int]:
+    """Vectors of ``words``: the previous build's for words it had, the cache's or the model's for new ones."""
+    new = [w for w in words if w not in previous]
+    fresh, _ = embed_cached(encoder, new, cache, progress=progress, desc="embedding words")
+    made = dict(zip(new, fresh))
+    vectors = np.zeros((len(words), encoder.dim), dtype=np.float32)
+    for i, word in enumerate(words):
+        vectors[i] = previous[word] if word in previous else made[word]
+    return vectors, len(new)
+
+
 def build_units(chunks: list[Chunk], previous: PreviousUnits | None, encoder: Encoder, cache, progress) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Answer units of ``chunks`` with their vectors: reused from ``previous`` for unchanged chunks, made for the rest.
 
@@ -248,6 +272,7 @@ class BuildReport:
     reused_chunking: int = 0
     sentences: int = 0
     sentences_embedded: int = 0
+    words_embedded: int = 0
     timings: dict = field(default_factory=dict)
 
 
@@ -431,7 +456,7 @@ def build_index(
             timings["terms"] = time.perf_counter() - t
             t = time.perf_counter()
             words = sorted({w for c in chunks for w in content_words(c.text + " " + " ".join(c.section))})
-            word_vectors, _ = embed_cached(encoder, words, cache, progress=progress, desc="embedding words")
+            word_vectors, words_embedded = build_words(words, previous_words(index_dir, encoder.cache_key), encoder, cache, progress)
             timings["embed_words"] = time.perf_counter() - t
 
         build_id = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
@@ -490,6 +515,7 @@ def build_index(
                 "sentences": int(len(spans)),
                 "sentences_embedded": sentences_embedded,
                 "words": len(words) if with_sentences else 0,
+                "words_embedded": words_embedded if with_sentences else 0,
             },
             "files": files,
         }
@@ -526,6 +552,7 @@ def build_index(
         reused_chunking=reused,
         sentences=int(len(spans)),
         sentences_embedded=sentences_embedded,
+        words_embedded=words_embedded if with_sentences else 0,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
 

@@ -29,7 +29,7 @@ CASES = [
     ("What steps must a State take to rescue personnel who land in its territory?", "Rescue Agreement Briefing", "Search and Rescue", None, ""),
     ("What happens to space objects found beyond the territory of the launching authority?", "Rescue Agreement", "Return of objects", None, "return"),
     ("Is outer space subject to national appropriation by claim of sovereignty?", "Outer Space Treaty", "Article II", None, ""),
-    ("How many States ratified the Moon Agreement?", "Moon Agreement Primer", "Status", None, "status"),
+    ("Have the major spacefaring nations ratified the Moon Agreement?", "Moon Agreement Primer", "Status", None, "status"),
     ("How many parties does the Registration Convention have?", "Status of the Outer Space Treaties", "Registration Convention", 1, ""),
     ("When did the Soviet Union launch Sputnik?", "Space Diplomacy", "The Cold War Era and the Emergence of Space Diplomacy", None, ""),
 ]

@@ -298,5 +298,6 @@ def test_page_visitors_have_their_own_rate_limit_and_page_access_can_be_turned_o
         assert c.get("/widget-config.json", headers=OWN_PAGE).json()["page_token"] is None
     with client(index_root) as c:  # without keys there is nothing to hand out
         assert c.get("/widget-config.json", headers=OWN_PAGE).json() | {"version": ""} == {
-            "max_question_chars": MAX_QUESTION_CHARS, "max_history": 5, "version": "", "key_required": False, "page_token": None
+            "max_question_chars": MAX_QUESTION_CHARS, "max_history": 5, "version": "", "key_required": False, "page_token": None,
+            "source_base_url": "",
         }

@@ -72,6 +72,7 @@ def make_run(tmp_path_factory, bundled_index):
         )
     url = f"http://127.0.0.1:{port}"
     seen: list[tuple[int, str, str]] = []  # (status, detail, Retry-After) of each /ready answer until 200
+    ready: set[int] = set()  # workers (pids) that answered /ready with 200
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -82,9 +83,14 @@ def make_run(tmp_path_factory, bundled_index):
                 time.sleep(0.05)
                 continue
             detail = response.json().get("detail", "") if response.status_code != 200 else ""
-            seen.append((response.status_code, detail, response.headers.get("retry-after", "")))
+            if not ready:
+                seen.append((response.status_code, detail, response.headers.get("retry-after", "")))
             if response.status_code == 200:
-                break
+                ready.add(response.json()["pid"])
+                # `make run` starts one worker per core: the examples below may reach any of them
+                found = re.search(r"\(workers: (\d+)", log_path.read_text(errors="replace"))
+                if found and len(ready) >= int(found.group(1)):
+                    break
             time.sleep(0.05)
         assert seen and seen[-1][0] == 200, log_path.read_text(errors="replace")
         yield url, seen, log_path

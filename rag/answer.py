@@ -27,6 +27,7 @@ from rag.answerability import (
     Evidence,
     Verdict,
     answer_type_present,
+    decide,
     defined_acronyms,
     features,
     judge,
@@ -409,22 +410,26 @@ class AnswerService:
         if not candidates or support < cfg.abstain_threshold or self.known_share(question) < cfg.min_known_words:
             return abstain("off_topic", ABSTAIN_MESSAGE, support)
 
-        citable = [c for c in candidates if not _is_reference(results[c.row].chunk, results[c.row].chunk.text[c.start : c.end])]
-        evidence = self._evidence(citable, results)
+        every_unit = self._evidence(candidates, results)
+        cache = self._unit_cache()
+        mask = [not cache[(results[c.row].chunk.id, c.start, c.end)][6] for c in candidates]
+        citable = [c for c, keep in zip(candidates, mask) if keep]
+        evidence = [ev for ev, keep in zip(every_unit, mask) if keep]
         # Follow-ups are judged on what was searched (the question in the context of the one before).
         asked = query if query != question else question
         whole = analyze_question(asked)
-        overall = self._judge(whole, evidence)
-        pieces = [analyze_question(p) for p in question_parts(asked)]
+        computed = self._features(whole, every_unit)
+        overall = self._decide(whole, evidence, _rows(computed, mask))
+        pieces = question_parts(asked)
+        pieces = [analyze_question(p) for p in pieces] if len(pieces) > 1 else []
         # A question that asks two things is judged part by part, so that each part is answered or said missing.
-        parts = pieces if len(pieces) > 1 and all(len(p.focus) >= 2 for p in pieces) else []
+        parts = pieces if all(len(p.focus) >= 2 for p in pieces) else []
         # Each part must be answered surely: a part that only resembles a passage is said to be missing.
         verdicts = [self._judge(part, evidence, cfg.answerability.confident) for part in parts]
-        if len(citable) < len(candidates):
+        if not all(mask):
             # the unit that fits the question best lists a source: the articles say this only in their references
-            every = self._judge(whole, self._evidence(candidates, results))
-            best = candidates[every.best] if every.best is not None else None
-            if best is not None and all(best is not c for c in citable) and every.probability > max(overall.probability, 0.05):
+            every = self._decide(whole, every_unit, computed)
+            if every.best is not None and not mask[every.best] and every.probability > max(overall.probability, 0.05):
                 return abstain("references_only", REFERENCES_MESSAGE, support)
         answered = [v for v in (overall, *verdicts) if v.answerable]
         if not answered:
@@ -490,23 +495,47 @@ class AnswerService:
         return x, units
 
     def _evidence(self, candidates: list[_Candidate], results: list[SearchResult]) -> list[Evidence]:
-        index = self.index
-        passage_terms = [self._passage_terms(r) for r in results]
-        headings = [frozenset(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else frozenset() for r in results]
+        """What the answerability check reads of each unit. The text-derived parts are computed once per
+        unit and kept with the loaded index (they depend on nothing else), so a question costs lookups."""
+        cache = self._unit_cache()
         out = []
         for c in candidates:
-            text = results[c.row].chunk.text[c.start : c.end]
-            if index.sentence_terms is not None and c.unit >= 0:
-                terms = self._terms_of(index.sentence_terms.row(c.unit))
-            else:
-                terms = frozenset(analyze(text))
-            words = content_words(text + " " + (results[c.row].chunk.section[-1] if len(results[c.row].chunk.section) > 1 else ""))
             chunk = results[c.row].chunk
-            out.append(Evidence(text, terms | headings[c.row], passage_terms[c.row], c.cosine, c.passage_cosine, words, chunk.title + " " + chunk.text))
+            key = (chunk.id, c.start, c.end)
+            parts = cache.get(key)
+            if parts is None:
+                if len(cache) >= _UNIT_CACHE_SIZE:
+                    cache.clear()
+                parts = cache[key] = self._unit_parts(chunk, c)
+            text, unit_terms, passage_terms, words, passage_text, rows, _ = parts
+            out.append(Evidence(text, unit_terms, passage_terms, c.cosine, c.passage_cosine, words, passage_text, rows))
         return out
 
-    def _passage_terms(self, result: SearchResult) -> frozenset[str]:
-        chunk = result.chunk
+    def _unit_cache(self) -> dict:
+        index = self.index
+        cache = getattr(index, "_unit_parts", None)
+        if cache is None:
+            cache = index._unit_parts = {}
+        return cache
+
+    def _unit_parts(self, chunk, c: _Candidate) -> tuple:
+        index = self.index
+        text = chunk.text[c.start : c.end]
+        heading = chunk.section[-1] if len(chunk.section) > 1 else ""
+        if index.sentence_terms is not None and c.unit >= 0:
+            terms = self._terms_of(index.sentence_terms.row(c.unit))
+        else:
+            terms = frozenset(analyze(text))
+        passages = self._unit_cache()
+        passage = passages.get(chunk.id)
+        if passage is None:
+            passage = passages[chunk.id] = (self._passage_terms(chunk), chunk.title + " " + chunk.text)
+        words = content_words(text + " " + heading)
+        rows = _WordVectors(index).rows(words) if index.word_vectors is not None else None
+        reference = _is_reference(chunk, text)
+        return text, terms | frozenset(analyze(heading)), passage[0], words, passage[1], rows, reference
+
+    def _passage_terms(self, chunk) -> frozenset[str]:
         index = self.index
         row = index.row_of.get(chunk.id)
         if index.chunk_terms is not None and row is not None:
@@ -532,6 +561,16 @@ class AnswerService:
         if table is None:
             table = index._acronyms = defined_acronyms([c.text for c in index.chunks])
         return table
+
+    def _idf(self, question: QuestionAnalysis) -> dict[str, float]:
+        terms = list(dict.fromkeys(t for f in question.focus for t in f.terms))
+        return dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
+
+    def _features(self, question: QuestionAnalysis, evidence: list[Evidence]):
+        return features(question, evidence, self._idf(question), self._acronyms(), self._word_vectors())
+
+    def _decide(self, question: QuestionAnalysis, evidence: list[Evidence], computed) -> Verdict:
+        return decide(question, evidence, computed, self._idf(question), self._acronyms(), self.config.answerability)
 
     def _judge(self, part: QuestionAnalysis, evidence: list[Evidence], threshold: float | None = None) -> Verdict:
         terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
@@ -635,14 +674,32 @@ class _WordVectors:
     def __init__(self, index):
         self.index = index
 
+    def rows(self, words) -> np.ndarray:
+        """Rows of the words the table holds (the others are left out)."""
+        table = self.index.words or {}
+        found = np.fromiter((table.get(w, -1) for w in words), dtype=np.int64, count=len(words))
+        return found[found >= 0]
+
+    def table(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.index.word_vectors[rows], dtype=np.float32)
+
     def vectors(self, words: list[str]) -> np.ndarray:
         table, rows = self.index.word_vectors, self.index.words or {}
-        dim = table.shape[1] if table is not None else 1
-        out = np.zeros((len(words), dim), dtype=np.float32)
-        for n, word in enumerate(words):
-            if word in rows:
-                out[n] = table[rows[word]]
+        found = np.fromiter((rows.get(w, -1) for w in words), dtype=np.int64, count=len(words))
+        out = np.zeros((len(words), table.shape[1]), dtype=np.float32)
+        known = found >= 0
+        out[known] = table[found[known]]
         return out
+
+
+_UNIT_CACHE_SIZE = 200_000  # answer units whose analysed parts are kept with a loaded index
+
+
+def _rows(computed, mask: list[bool]):
+    """The rows of ``features(...)`` output for the units ``mask`` keeps."""
+    keep = np.array(mask, dtype=bool)
+    x, names_ok, credit = computed
+    return x[keep], names_ok[keep], credit[keep]
 
 
 def _is_reference(chunk, text: str) -> bool:

@@ -153,6 +153,7 @@ class Evidence:
     passage_cosine: float  # similarity of its passage to the question
     words: tuple[str, ...] = ()  # content words of the unit and its heading, as written (for close meanings)
     passage_text: str = ""  # for aliases that analysis cannot see
+    word_rows: np.ndarray | None = None  # rows of ``words`` in the index's word table, when known
 
 
 @dataclass(frozen=True)
@@ -212,51 +213,72 @@ def uncovered(question: QuestionAnalysis, verdict: Verdict, units: Sequence[int]
 def _word_credit(question: QuestionAnalysis, evidence: Sequence[Evidence], acronyms: dict, word_vectors) -> np.ndarray:
     """``credit[u, j]``: 1 when unit ``u`` contains focus word ``j``, else the closest meaning among its words (0-1)."""
     words = question.words
-    credit = np.array([[float(present(f, ev.unit_terms, acronyms)) for f in words] for ev in evidence]).reshape(len(evidence), len(words))
+    forms = [_forms(f, acronyms) for f in words]
+    credit = np.zeros((len(evidence), len(words)))
+    for u, ev in enumerate(evidence):
+        terms = ev.unit_terms
+        for j, options in enumerate(forms):
+            if any(all(t in terms for t in form) for form in options):
+                credit[u, j] = 1.0
     if word_vectors is None or not len(words) or credit.all():
         return credit
-    vocabulary = list(dict.fromkeys(w for ev in evidence for w in ev.words))
-    if not vocabulary:
+    rows = [ev.word_rows if ev.word_rows is not None else word_vectors.rows(ev.words) for ev in evidence]
+    flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    if not len(flat):
         return credit
-    column = {w: i for i, w in enumerate(vocabulary)}
-    close = word_vectors.vectors([f.text.casefold() for f in words]) @ word_vectors.vectors(vocabulary).T  # (focus, vocabulary)
-    for u, ev in enumerate(evidence):
-        if ev.words and not credit[u].all():
-            best = close[:, [column[w] for w in ev.words]].max(axis=1)
-            credit[u] = np.maximum(credit[u], np.clip(best, 0.0, 1.0))
-    return credit
+    vocabulary, position = np.unique(flat, return_inverse=True)
+    close = np.clip(word_vectors.vectors([f.text.casefold() for f in words]) @ word_vectors.table(vocabulary).T, 0.0, 1.0)
+    # Each unit's best match per focus word: the max over its own run of columns (a unit without
+    # known words gets the zero column appended at the end).
+    close = np.concatenate([close, np.zeros((len(words), 1), dtype=close.dtype)], axis=1)
+    columns = np.append(position, len(vocabulary))
+    lengths = np.array([len(r) for r in rows])
+    starts = np.where(lengths > 0, np.cumsum(lengths) - lengths, len(columns) - 1)
+    best = np.maximum.reduceat(close[:, columns], starts, axis=1).T  # (units, focus words)
+    best[lengths == 0] = 0.0
+    return np.maximum(credit, best)
 
 
 def features(
     question: QuestionAnalysis, evidence: Sequence[Evidence], idf: dict[str, float], acronyms: dict, word_vectors=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix (one row per unit, columns as ``AnswerabilityModel.FEATURES``) and per-unit name check."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature matrix (one row per unit, columns as ``AnswerabilityModel.FEATURES``), per-unit name check, word credit."""
     names = question.names
     words = question.words
     weight = np.array([max(idf.get(t, 0.0) for t in f.terms) for f in words]) if words else np.zeros(0)
     credit = _word_credit(question, evidence, acronyms, word_vectors)
     head = next((j for j, f in enumerate(words) if f.text == question.head), None) if question.head else None
     total = float(weight.sum())
-    cosines = np.array([ev.cosine for ev in evidence])
-    typical = float(np.median(cosines)) if len(cosines) else 0.0
-    rows = []
-    names_ok = []
+    n = len(evidence)
+    x = np.zeros((n, len(AnswerabilityModel.FEATURES)))
+    if not n:
+        return x, np.zeros(0, dtype=bool), credit
+    x[:, 0] = [ev.cosine for ev in evidence]
+    x[:, 1] = [ev.passage_cosine for ev in evidence]
+    x[:, 2] = credit @ weight / total if total else 1.0
+    x[:, 3] = credit[:, head] if head is not None else 1.0
+    x[:, 4] = x[:, 0] - float(np.median(x[:, 0]))
+    by_passage: dict[int, bool] = {}  # units of one passage share the answer (by the passage's identity)
+    asked = [f.text for f in names]
     for u, ev in enumerate(evidence):
-        in_passage = all(present(n, ev.passage_terms, acronyms, ev.passage_text) for n in names)
-        cover = float(credit[u] @ weight) / total if total else 1.0
-        weakest = float(credit[u][head]) if head is not None else 1.0
-        typed = answer_type_present(question.expects, ev.text, [n.text for n in names])
-        rows.append([ev.cosine, ev.passage_cosine, cover, weakest, ev.cosine - typical, float(in_passage), float(typed)])
-        names_ok.append(in_passage)
-    x = np.array(rows, dtype=float).reshape(len(evidence), len(AnswerabilityModel.FEATURES))
-    return x, np.array(names_ok, dtype=bool), credit
+        key = id(ev.passage_terms)
+        if key not in by_passage:
+            by_passage[key] = all(present(f, ev.passage_terms, acronyms, ev.passage_text) for f in names)
+        x[u, 5] = by_passage[key]
+        x[u, 6] = answer_type_present(question.expects, ev.text, asked) if question.expects else 1.0
+    return x, x[:, 5].astype(bool), credit
 
 
 def judge(
     question: QuestionAnalysis, evidence: Sequence[Evidence], idf: dict[str, float], acronyms: dict, model: AnswerabilityModel, word_vectors=None
 ) -> Verdict:
     """Whether any unit answers ``question``; if none does, what the passages leave out."""
-    x, names_ok, credit = features(question, evidence, idf, acronyms, word_vectors)
+    return decide(question, evidence, features(question, evidence, idf, acronyms, word_vectors), idf, acronyms, model)
+
+
+def decide(question: QuestionAnalysis, evidence: Sequence[Evidence], computed, idf: dict[str, float], acronyms: dict, model: AnswerabilityModel) -> Verdict:
+    """:func:`judge` from features already computed (``features(...)``, or rows of them for a subset of units)."""
+    x, names_ok, credit = computed
     p = model.probability(x) if len(x) else np.zeros(0)
     if question.expects in STRICT_TYPES and len(p):
         # a "when" answered without a date, or a "how many" without a number, answers nothing

@@ -16,6 +16,15 @@ from rag.retrieve import Retriever
 from rag.settings import Settings
 
 
+def single_threaded_blas() -> None:
+    """Answering does linear algebra on a few hundred vectors at a time; BLAS worker threads cost more to
+    wake than they save there, and on a busy machine they turn a 2 ms step into 20-50 ms now and then.
+    The encoders keep their own thread settings (torch, ONNX Runtime)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def make_encoder(settings: Settings) -> Encoder:
     return get_encoder(settings.encoder, threads=settings.threads, backend=settings.encoder_backend, cache_dir=settings.cache_dir)
 
@@ -110,4 +119,5 @@ def answer_config(settings: Settings) -> AnswerConfig:
 
 def open_answer_service(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> AnswerService:
     """Everything a question needs, loaded and ready."""
+    single_threaded_blas()
     return AnswerService(open_retriever(settings, index, encoder), answer_config(settings))

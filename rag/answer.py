@@ -420,6 +420,13 @@ class AnswerService:
         whole = analyze_question(asked)
         computed = self._features(whole, every_unit)
         overall = self._decide(whole, evidence, _rows(computed, mask))
+        if not overall.answerable and self._has_unindexed_words(whole):
+            # A second look before abstaining: the question's words that the corpus does not use ("arms" for
+            # "military") are embedded, so that a paraphrase can still be matched. The probability only
+            # grows with closer matches, so an answered question never needs it (its note on what the
+            # quotes do not hold reads the words as they are).
+            computed = self._features(whole, every_unit, embed=True)
+            overall = self._decide(whole, evidence, _rows(computed, mask))
         pieces = question_parts(asked)
         pieces = [analyze_question(p) for p in pieces] if len(pieces) > 1 else []
         # A question that asks two things is judged part by part, so that each part is answered or said missing.
@@ -490,7 +497,7 @@ class AnswerService:
         part = analyze_question(question)
         terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
         idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
-        x, _, _ = features(part, self._evidence(citable, results), idf, self._acronyms(), self._word_vectors())
+        x, _, _ = features(part, self._evidence(citable, results), idf, self._acronyms(), self._word_vectors(embed=True))
         units = [(results[c.row].chunk.text[c.start : c.end], results[c.row].chunk.section) for c in citable]
         return x, units
 
@@ -566,8 +573,12 @@ class AnswerService:
         terms = list(dict.fromkeys(t for f in question.focus for t in f.terms))
         return dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
 
-    def _features(self, question: QuestionAnalysis, evidence: list[Evidence]):
-        return features(question, evidence, self._idf(question), self._acronyms(), self._word_vectors())
+    def _features(self, question: QuestionAnalysis, evidence: list[Evidence], embed: bool = False):
+        return features(question, evidence, self._idf(question), self._acronyms(), self._word_vectors(embed))
+
+    def _has_unindexed_words(self, question: QuestionAnalysis) -> bool:
+        known = self.index.words or {}
+        return self.retriever.encoder is not None and any(f.text.casefold() not in known for f in question.words)
 
     def _decide(self, question: QuestionAnalysis, evidence: list[Evidence], computed) -> Verdict:
         return decide(question, evidence, computed, self._idf(question), self._acronyms(), self.config.answerability)
@@ -578,10 +589,13 @@ class AnswerService:
         model = self.config.answerability
         if threshold is not None:
             model = replace(model, threshold=threshold)
-        return judge(part, evidence, idf, self._acronyms(), model, self._word_vectors())
+        return judge(part, evidence, idf, self._acronyms(), model, self._word_vectors(embed=True))
 
-    def _word_vectors(self) -> _WordVectors | None:
-        return _WordVectors(self.index) if self.index.word_vectors is not None else None
+    def _word_vectors(self, embed: bool = False) -> _WordVectors | None:
+        """The index's word table; with ``embed``, words it lacks are embedded by the model (and remembered)."""
+        if self.index.word_vectors is None:
+            return None
+        return _WordVectors(self.index, self.retriever.encoder if embed else None)
 
     def _choose(
         self, citable: list[_Candidate], results: list[SearchResult], answered: list[Verdict], yes_no: bool, complete: list[bool]
@@ -668,11 +682,12 @@ def _label(text: str) -> str:
 
 
 class _WordVectors:
-    """Vectors of single words from the index's embedded word table. A word the corpus does not use has
-    no vector (zeros): embedding it would cost a model call per question, and it is missing anyway."""
+    """Vectors of single words: the index's embedded word table, and for a question's words the corpus
+    does not use, the model's (one small batch, remembered with the index) when an encoder is given;
+    without one, such words have no vector (zeros)."""
 
-    def __init__(self, index):
-        self.index = index
+    def __init__(self, index, encoder=None):
+        self.index, self.encoder = index, encoder
 
     def rows(self, words) -> np.ndarray:
         """Rows of the words the table holds (the others are left out)."""
@@ -689,7 +704,24 @@ class _WordVectors:
         out = np.zeros((len(words), table.shape[1]), dtype=np.float32)
         known = found >= 0
         out[known] = table[found[known]]
+        if self.encoder is not None and not known.all():
+            remembered = _embedded_words(self.index)
+            new = [w for w in dict.fromkeys(w for w, k in zip(words, known) if not k) if w not in remembered]
+            if new:
+                if len(remembered) + len(new) > _UNIT_CACHE_SIZE:
+                    remembered.clear()
+                remembered.update(zip(new, np.asarray(self.encoder.embed_batch(new), dtype=np.float32)))
+            for n, (word, k) in enumerate(zip(words, known)):
+                if not k:
+                    out[n] = remembered[word]
         return out
+
+
+def _embedded_words(index) -> dict:
+    table = getattr(index, "_embedded_words", None)
+    if table is None:
+        table = index._embedded_words = {}
+    return table
 
 
 _UNIT_CACHE_SIZE = 200_000  # answer units whose analysed parts are kept with a loaded index

@@ -164,16 +164,16 @@ class AnswerabilityModel:
     space-law documents of eval/data/spacelaw/ (``rag eval fit-answerability``; figures in eval/RESULTS.md).
     """
 
-    bias: float = -9.8644
-    cosine: float = 5.3009
-    passage_cosine: float = 2.4598
-    word_cover: float = 1.2759
-    head_word: float = 0.268
-    margin: float = 0.2684
-    names: float = 2.5418
-    answer_type: float = 3.6892
-    threshold: float = 0.4299  # below: abstain
-    confident: float = 0.829  # below: the answer says which focus words its quotes do not hold
+    bias: float = -10.3461
+    cosine: float = 5.2913
+    passage_cosine: float = 2.6626
+    word_cover: float = 1.7313
+    head_word: float = 0.1449
+    margin: float = 0.087
+    names: float = 2.5335
+    answer_type: float = 3.7042
+    threshold: float = 0.4288  # below: abstain
+    confident: float = 0.8286  # below: the answer says which focus words its quotes do not hold
     min_credit: float = 0.6  # a focus word counts as held when contained, or this close in meaning
 
     FEATURES = ("cosine", "passage_cosine", "word_cover", "head_word", "margin", "names", "answer_type")

@@ -173,8 +173,8 @@ class AnswerabilityModel:
     names: float = 2.5335
     answer_type: float = 3.7042
     threshold: float = 0.4288  # below: abstain
-    confident: float = 0.8286  # below: the answer says which focus words its quotes do not hold
-    min_credit: float = 0.6  # a focus word counts as held when contained, or this close in meaning
+    confident: float = 0.7144  # below: the answer says which focus words its quotes do not hold
+    min_credit: float = 0.5  # a focus word counts as held when contained, or this close in meaning
 
     FEATURES = ("cosine", "passage_cosine", "word_cover", "head_word", "margin", "names", "answer_type")
 

@@ -444,7 +444,7 @@ class AnswerService:
 
         yes_no = whole.expects == YESNO and not parts
         complete = [self._complete(whole, v, citable, evidence) for v in answered]
-        chosen = self._choose(citable, results, answered, yes_no, complete)
+        chosen = self._choose(citable, results, answered, yes_no, complete, whole_answered=overall.answerable)
         quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
         gaps = ()
         if not parts and overall.answerable and not self._names_quoted(whole, quoted, evidence):
@@ -483,7 +483,9 @@ class AnswerService:
         ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
         lead = next(n for n in ranked if verdict.probabilities[n] >= model.threshold)
         typed = answer_type_present(question.expects, evidence[lead].text, [n.text for n in question.names])
-        return typed and not uncovered(question, verdict, [lead], evidence, self._acronyms(), model.min_credit)
+        # names and numbers must be in the sentence itself: "1967 and 1979" are not both in one list item
+        named = all(present(n, evidence[lead].unit_terms, self._acronyms(), evidence[lead].text) for n in question.names)
+        return typed and named and not uncovered(question, verdict, [lead], evidence, self._acronyms(), model.min_credit)
 
     def answerability_features(self, question: str, *, top_k: int = 5, mode: str = "hybrid"):
         """For fitting (``rag eval fit-answerability``): the features of every citable unit for ``question``
@@ -598,7 +600,13 @@ class AnswerService:
         return _WordVectors(self.index, self.retriever.encoder if embed else None)
 
     def _choose(
-        self, citable: list[_Candidate], results: list[SearchResult], answered: list[Verdict], yes_no: bool, complete: list[bool]
+        self,
+        citable: list[_Candidate],
+        results: list[SearchResult],
+        answered: list[Verdict],
+        yes_no: bool,
+        complete: list[bool],
+        whole_answered: bool = True,
     ) -> list[_Candidate]:
         """The units to quote: for each answering verdict, its best-scoring unit that answers; then the
         strongest others that are judged to answer at least in part."""
@@ -621,7 +629,11 @@ class AnswerService:
                 labels.add(label)
 
         ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
-        leads = [next(n for n in ranked if verdict.probabilities[n] >= model.threshold) for verdict in answered]
+        # The whole question's lead is its best-scoring unit that answers; a part's is the unit that answers it best.
+        leads = [
+            next(n for n in ranked if verdict.probabilities[n] >= model.threshold) if i == 0 and whole_answered else verdict.best
+            for i, verdict in enumerate(answered)
+        ]
         for n in leads:
             take(citable[n])
         best = max(c.score for c in chosen)

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from rag.lexical import analyze
-from rag.question import AGENT, DATE, PLACE, QUANTITY, REASON, YESNO, Focus, QuestionAnalysis
+from rag.question import AGENT, DATE, MARKERISH_RE, PLACE, QUANTITY, REASON, YESNO, Focus, QuestionAnalysis
 
 #: Names written differently in questions and documents.
 ALIASES: tuple[tuple[str, ...], ...] = (
@@ -336,7 +336,11 @@ def _article(name: str) -> str:
 
 
 def message(question: QuestionAnalysis, reason: str, missing: Sequence[str], mentioned: Sequence[str]) -> str:
-    """One plain sentence that says what the articles do not cover."""
+    """One plain sentence that says what the articles do not cover (with no marker-like brackets)."""
+    return MARKERISH_RE.sub("", _message(question, reason, missing, mentioned))
+
+
+def _message(question: QuestionAnalysis, reason: str, missing: Sequence[str], mentioned: Sequence[str]) -> str:
     if reason == "partial" and missing:
         return f"The quoted passages do not mention {_join(['“' + m + '”' if m[:1].islower() else m for m in missing])}."
     if reason == "not_mentioned" and missing:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from rag.lexical import STOPWORDS, analyze, fold
 
 _WORD_RE = re.compile(r"[\w'’.-]*\w", re.UNICODE)
+#: What a reader would take for a citation marker ("[1]", "[ 5 ]", "［5］", "[2, 7]"): never echoed in a message.
+MARKERISH_RE = re.compile(r"\s*[\[［]\s*\d+(?:\s*[-–,]\s*\d+)*\s*[\]］]")
 
 # Words that frame a question without being what it asks about ("according to the article, ...").
 FRAME_WORDS = frozenset(
@@ -160,7 +162,8 @@ def analyze_question(question: str) -> QuestionAnalysis:
     taken: set[str] = set()
     covered = [False] * len(question)
     for start, end in _names(question):
-        text = question[start:end].rstrip("'’s") if question[start:end].endswith(("'s", "’s")) else question[start:end]
+        text = MARKERISH_RE.sub("", question[start:end]).strip()  # "Dr. [1] $450": brackets are not a name
+        text = text[:-2] if text.endswith(("'s", "’s")) else text
         terms = tuple(t for t in analyze(text) if t not in _FRAME_TERMS)
         if terms:
             kind = "number" if all(t.isdigit() for t in terms) else "name"

@@ -45,6 +45,11 @@ class Encoder(ABC):
         """Load whatever is heavy. Safe to call more than once."""
 
     @property
+    def fingerprint(self) -> str:
+        """Identity of the model's weights, recorded in index manifests (a real model hashes its files)."""
+        return f"{self.name}|{self.dim}"
+
+    @property
     def cache_key(self) -> str:
         return f"{self.name}|{self.backend}|{self.dim}"
 

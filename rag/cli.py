@@ -36,6 +36,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 BackendOpt = Annotated[
     Optional[str], typer.Option("--backend", help="Encoder arithmetic: torch, onnx or onnx-int8 [env RAG_ENCODER_BACKEND; default torch].")
 ]
+ModelOpt = Annotated[
+    Optional[Path], typer.Option("--model", help="Folder of a model made by 'rag tune' [env RAG_MODEL_PATH; default: the bundled model].")
+]
 
 
 def _settings(**overrides):
@@ -55,11 +58,14 @@ def index(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip files that cannot be parsed, with a warning.")] = False,
     vector_index: Annotated[Optional[str], typer.Option("--vector-index", help="auto, flat or hnsw.")] = None,
     backend: BackendOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """Build (or refresh) the index of a corpus. Unchanged text is never embedded twice."""
     from rag.service import index_corpus
 
-    settings = _settings(corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend)
+    settings = _settings(
+        corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend, model_path=model
+    )
     report = index_corpus(
         settings,
         skip_bad=skip_bad,
@@ -88,6 +94,7 @@ def search(
     article: Annotated[Optional[list[str]], typer.Option("--article", help="Only this article slug (repeatable).")] = None,
     category: Annotated[Optional[list[str]], typer.Option("--category", help="Only articles in this category.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only articles with this tag.")] = None,
+    model: ModelOpt = None,
 ) -> None:
     """Ranked passages for a query, with breadcrumbs and scores."""
     from rag.retrieve import MODES, Filters, Retriever
@@ -95,7 +102,7 @@ def search(
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
-    settings = _settings(index_dir=index_dir)
+    settings = _settings(index_dir=index_dir, model_path=model)
     encoder = None if mode == "bm25" else make_encoder(settings)
     idx = open_index(settings, encoder)
     retriever = Retriever(
@@ -142,6 +149,7 @@ def ask(
     history: Annotated[Optional[list[str]], typer.Option("--history", help="An earlier question (repeatable, oldest first).")] = None,
     as_json: JsonOpt = False,
     index_dir: IndexDirOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """A cited answer to a question, or a plain statement that the corpus does not cover it."""
     from rag.retrieve import MODES
@@ -151,7 +159,7 @@ def ask(
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
     from api.schemas import MAX_QUESTION_CHARS, AskResponse, clean_text
 
-    settings = _settings(index_dir=index_dir)
+    settings = _settings(index_dir=index_dir, model_path=model)
     question = clean_text(question)
     if not question:  # refused before the model loads, not after
         from rag.errors import QueryError
@@ -199,6 +207,7 @@ def serve(
         bool, typer.Option("--build-if-missing", help="Build the index first when it is missing or older than the corpus.")
     ] = False,
     backend: BackendOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat widget."""
     import uvicorn
@@ -206,7 +215,7 @@ def serve(
     from rag.index import read_manifest, verify_files
 
     settings = _settings(
-        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend
+        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model
     )
     if build_if_missing and not index_is_current(settings):
         from rag.service import index_corpus
@@ -231,11 +240,15 @@ def serve(
             "RAG_ENCODER_BACKEND": settings.encoder_backend,
         }
     )
+    if settings.model_path:
+        os.environ["RAG_MODEL_PATH"] = os.path.abspath(settings.model_path)
     if settings.encoder == "minilm" and settings.encoder_backend != "torch":
         # Export the ONNX model here, once, rather than in every worker at start-up.
         from embeddings.onnx import ensure_export
+        from rag.service import make_encoder
 
-        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
+        export_args = make_encoder(settings).export_args()
+        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True), **export_args)
     typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {settings.workers})", err=True)
     uvicorn.run(
         "api.app:create_app",
@@ -259,6 +272,11 @@ app.add_typer(eval_app, name="eval")
 from eval.bench import bench_app  # noqa: E402
 
 app.add_typer(bench_app, name="bench")
+
+# `rag tune` (rag/tune_cli.py): adapt the encoder to labelled questions
+from rag.tune_cli import tune_command  # noqa: E402
+
+app.command("tune")(tune_command)
 
 
 def main() -> None:

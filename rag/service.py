@@ -17,7 +17,13 @@ from rag.settings import Settings
 
 
 def make_encoder(settings: Settings) -> Encoder:
-    return get_encoder(settings.encoder, threads=settings.threads, backend=settings.encoder_backend, cache_dir=settings.cache_dir)
+    return get_encoder(
+        settings.encoder,
+        threads=settings.threads,
+        backend=settings.encoder_backend,
+        cache_dir=settings.cache_dir,
+        model_path=settings.model_path,
+    )
 
 
 def open_cache(settings: Settings) -> EmbeddingCache:

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="Arithmetic of the bundled model: torch, onnx (fp32 ONNX graph) or onnx-int8 (int8 weights)."
     )
+    # a tuned copy of the bundled model (rag/tune.py)
+    model_path: Path | None = Field(None, description="Folder of a model made by 'rag tune', used instead of the bundled one.")
 
     # chunking
     max_tokens: int = Field(200, ge=16, le=2000, description="Chunk cap in cl100k tokens.")

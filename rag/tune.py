@@ -11,6 +11,7 @@ destination and renamed into place, so an interrupted run leaves nothing half-wr
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import secrets
@@ -49,6 +50,7 @@ class TuneConfig:
     pool_depth: int = 10
     alpha: float = 0.5  # dense weight of the hybrid validation figure (the product's default fusion)
     max_steps: int = -1  # stop after this many steps (tests); -1: run every epoch
+    max_pairs: int = 0  # train on the first questions (in seeded order) that give this many pairs; 0: all
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -215,6 +217,15 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
     return trainer.model
 
 
+def _evaluator(data: LabelledSet, dev_ids: list[str], lexical, config: TuneConfig) -> PoolEvaluator | None:
+    """Validation over a pool of passages for the held-out questions (None without any)."""
+    if not dev_ids:
+        return None
+    pool = validation_pool(data, dev_ids, lexical, config.pool_depth)
+    bm25 = {q: lexical.scores(data.queries[q])[pool] for q in dev_ids}
+    return PoolEvaluator(data, dev_ids, pool, bm25, config.alpha)
+
+
 def tune(
     data: LabelledSet,
     output: str | Path,
@@ -239,13 +250,11 @@ def tune(
     if not train_ids:
         raise ConfigError(f"{data.name}: too few judged questions to tune on ({len(data.queries)})")
     lexical = bm25_index(data)
+    if config.max_pairs:
+        train_ids = first_questions(data, train_ids, config.max_pairs, config.seed)
     pairs = build_pairs(data, train_ids, lexical, negatives=config.hard_negatives, seed=config.seed)
-    evaluator = None
-    pool: list[int] = []
-    if dev_ids:
-        pool = validation_pool(data, dev_ids, lexical, config.pool_depth)
-        bm25 = {q: lexical.scores(data.queries[q])[pool] for q in dev_ids}
-        evaluator = PoolEvaluator(data, dev_ids, pool, bm25, config.alpha)
+    evaluator = _evaluator(data, dev_ids, lexical, config)
+    pool = evaluator.pool if evaluator else []
     log(
         f"{data.name}: {len(train_ids)} questions ({len(pairs)} pairs{', BM25 hard negatives' if config.hard_negatives else ''}) "
         f"to train on, {len(dev_ids)} held out for validation over a pool of {len(pool)} passages"
@@ -268,10 +277,9 @@ def tune(
             checkpoint("tune-trained")
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
             model.save(str(work), create_model_card=False)
-            if evaluator is not None:
+            if evaluator is not None and evaluator.history:
                 report.epochs = evaluator.history
-                best = max(evaluator.history, key=lambda h: h[f"hybrid_{METRIC}"]) if evaluator.history else None
-                report.best_epoch = None if best is None else int(round(best["epoch"]))
+                report.best_epoch = round(max(evaluator.history, key=lambda h: h[f"hybrid_{METRIC}"])["epoch"])
             report.seconds = round(time.perf_counter() - started, 1)
             write_card(work, report, config)
             checkpoint("tune-written")
@@ -280,6 +288,20 @@ def tune(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def first_questions(data: LabelledSet, query_ids: list[str], max_pairs: int, seed: int) -> list[str]:
+    """The first questions, in a seeded order, whose relevant documents make at most ``max_pairs`` pairs (a smaller
+    training set for learning curves; the validation part stays the same)."""
+    ordered = sorted(query_ids, key=lambda q: hashlib.sha256(f"{seed}:{q}".encode()).hexdigest())
+    chosen, total = [], 0
+    for qid in ordered:
+        n = len(data.relevant(qid))
+        if total + n > max_pairs:
+            break
+        chosen.append(qid)
+        total += n
+    return sorted(chosen)
 
 
 def _publish(work: Path, output: Path) -> None:

@@ -35,6 +35,9 @@ def tune_command(
     ] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the validation split, the negatives and training.")] = 0,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many steps (-1: every epoch).")] = -1,
+    max_pairs: Annotated[
+        int, typer.Option("--max-pairs", min=0, help="Train on only as many questions as give this many pairs (0: all).")
+    ] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output folder.")] = False,
 ) -> None:
     """Fine-tune the bundled encoder on labelled questions and write a model folder with a model card.
@@ -54,6 +57,7 @@ def tune_command(
         dev_fraction=dev_fraction,
         seed=seed,
         max_steps=max_steps,
+        max_pairs=max_pairs,
     )
     settings = load_settings(corpus_dir=corpus)
     fits = MiniLMEncoder().fits  # chunks as the index makes them for the bundled model's window

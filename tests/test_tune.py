@@ -258,18 +258,28 @@ def test_tiny_tuning_writes_a_model_with_its_card_and_indexes_refuse_other_model
     assert "sentence-transformers/all-MiniLM-L6-v2" in card and meta["fingerprint"][:16] in card and "| hybrid |" in card
 
     # Refused again without --overwrite; the model stays.
-    again = run_rag(tune_args(data, output), env, cwd=tmp_path)
+    again = run_rag(tune_args(data, output), env, cwd=tmp_path, timeout=600)
     assert again.returncode == 2 and "already exists" in again.stderr
 
     # An index built with the tuned model is refused by the bundled model, naming both.
     corpus = data / "corpus.jsonl"
-    built = run_rag(["index", "--corpus", str(corpus), "--model", str(output)], env, cwd=tmp_path)
+    built = run_rag(["index", "--corpus", str(corpus), "--model", str(output)], env, cwd=tmp_path, timeout=600)
     assert built.returncode == 0, built.stderr
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["model"]["fingerprint"] == meta["fingerprint"]
-    found = run_rag(["search", "zeppelin airship", "--json", "--model", str(output)], env, cwd=tmp_path)
+    found = run_rag(["search", "zeppelin airship", "--json", "--model", str(output)], env, cwd=tmp_path, timeout=600)
     assert found.returncode == 0, found.stderr
     assert found.json()["results"][0]["article"] == "long"
-    refused = run_rag(["search", "zeppelin airship"], env, cwd=tmp_path)
+    refused = run_rag(["search", "zeppelin airship"], env, cwd=tmp_path, timeout=600)
     assert refused.returncode == 1
     assert "sentence-transformers/all-MiniLM-L6-v2" in refused.stderr and "tuned/tiny@" in refused.stderr
+
+
+def test_learning_curve_subsets_are_nested_and_within_the_pair_budget():
+    from rag.tune import first_questions
+
+    data = labelled()
+    small, large = first_questions(data, list(QRELS), 3, seed=0), first_questions(data, list(QRELS), 5, seed=0)
+    assert set(small) <= set(large) <= set(QRELS)
+    assert sum(len(data.relevant(q)) for q in small) <= 3 and sum(len(data.relevant(q)) for q in large) <= 5
+    assert len(large) > len(small)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sentence_transformers.evaluation import SentenceEvaluator
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from rag.errors import ConfigError
 from rag.faults import checkpoint
@@ -72,7 +72,7 @@ class TuneReport:
     seconds: float = 0.0
 
 
-class PoolEvaluator(SentenceEvaluator):
+class PoolEvaluator(BaseEvaluator):
     """nDCG@10 of dense and hybrid ranking of a passage pool for the validation questions (documents scored by their
     best passage). Called by the trainer after every epoch; its ``primary_metric`` picks the epoch."""
 
@@ -334,6 +334,8 @@ def write_card(folder: Path, report: TuneReport, config: TuneConfig) -> None:
         "loss": "MultipleNegativesRankingLoss (in-batch negatives" + (" + one BM25 hard negative per pair)" if config.hard_negatives else ")"),
         "validation": {"base": report.base, "tuned": tuned, "epochs": report.epochs, "best_epoch": report.best_epoch},
         "seconds": report.seconds,
+        # Training time depends on what else the machine runs; the load says how busy it was.
+        "machine": {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)},
     }
     (folder / TUNE_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     (folder / "README.md").write_text(card_markdown(meta), encoding="utf-8")
@@ -344,7 +346,7 @@ def card_markdown(meta: dict) -> str:
     rows = [f"| {name} | {v['base'].get(key, '-')} | {v['tuned'].get(key, '-')} |" for name, key in (("hybrid", "hybrid_ndcg@10"), ("dense", "dense_ndcg@10"))]
     return "\n".join(
         [
-            f"# {Path(meta['data']).name}: tuned all-MiniLM-L6-v2",
+            f"# all-MiniLM-L6-v2 tuned on {meta['data']}",
             "",
             f"Base model: `{meta['base_model']}` (fingerprint `{meta['base_fingerprint'][:16]}`), fine-tuned with `rag tune`.",
             f"This model's fingerprint: `{meta['fingerprint'][:16]}`. Use it with `RAG_MODEL_PATH=<this folder>` or `--model`,",
@@ -362,7 +364,7 @@ def card_markdown(meta: dict) -> str:
             f"- Loss: {meta['loss']}",
             f"- Epochs {cfg['epochs']} (best kept: {v['best_epoch']}), batch {cfg['batch_size']}, learning rate {cfg['learning_rate']}, "
             f"warm-up {cfg['warmup_ratio']}, max sequence length {cfg['max_seq_length']}, seed {cfg['seed']}",
-            f"- Took {meta['seconds']} s on {os.cpu_count()} CPU cores.",
+            f"- Took {meta['seconds']} s on {meta['machine']['cpus']} CPU cores (load average {meta['machine']['load_average']} at the end).",
             "",
             "## Validation (nDCG@10 on the validation questions)",
             "",

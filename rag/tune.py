@@ -217,6 +217,14 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
     return trainer.model
 
 
+def check_output(output: str | Path, overwrite: bool) -> Path:
+    """``output`` if a model may be written there (checked before minutes of work, not after)."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    return output
+
+
 def _evaluator(data: LabelledSet, dev_ids: list[str], lexical, config: TuneConfig) -> PoolEvaluator | None:
     """Validation over a pool of passages for the held-out questions (None without any)."""
     if not dev_ids:
@@ -242,9 +250,7 @@ def tune(
     from embeddings.minilm import _offline, model_path
     from rag.files import fsync_tree
 
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    output = check_output(output, overwrite)
     started = time.perf_counter()
     train_ids, dev_ids = split_queries(data.queries, config.dev_fraction, config.seed)
     if not train_ids:

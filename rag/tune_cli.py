@@ -46,7 +46,7 @@ def tune_command(
     """
     from embeddings.minilm import MiniLMEncoder
     from rag.settings import load_settings
-    from rag.tune import TuneConfig, tune
+    from rag.tune import TuneConfig, check_output, tune
     from rag.tune_data import load_beir_set, load_qa_set
 
     config = TuneConfig(
@@ -59,6 +59,7 @@ def tune_command(
         max_steps=max_steps,
         max_pairs=max_pairs,
     )
+    check_output(output, overwrite)
     settings = load_settings(corpus_dir=corpus)
     fits = MiniLMEncoder().fits  # chunks as the index makes them for the bundled model's window
     if data.is_dir():

@@ -26,7 +26,7 @@ def tune_command(
     output: Annotated[Path, typer.Option("--output", help="Folder to write the tuned model to.")] = Path("models/tuned"),
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=50, help="Most epochs; the best on the validation part is kept.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, max=1024, help="Pairs per batch (in-batch negatives).")] = 32,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, max=1e-2)] = 3e-5,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, max=1e-2)] = 8e-5,
     hard_negatives: Annotated[
         bool, typer.Option("--hard-negatives/--no-hard-negatives", help="Add one BM25-mined negative per pair.")
     ] = True,

@@ -212,12 +212,25 @@ def tune_args(data: Path, output: Path) -> list[str]:
     return ["tune", "--data", str(data), "--output", str(output), "--batch-size", "4", "--max-steps", "2", "--dev-fraction", "0.3"]
 
 
+def _default_signals() -> None:
+    # A terminal delivers Ctrl-C; a test run started in the background inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.model
 @pytest.mark.slow
-def test_interrupted_tuning_leaves_no_model(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_tuning_leaves_no_model(tmp_path, signum):
     data, output = write_beir(tmp_path / "ds"), tmp_path / "models" / "tiny"
     env = rag_env(tmp_path, RAG_ENCODER="minilm", RAG_FAULT_PAUSE="tune-written:60")
-    proc = subprocess.Popen([str(RAG_BIN), *tune_args(data, output)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(RAG_BIN), *tune_args(data, output)],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 300
@@ -229,8 +242,8 @@ def test_interrupted_tuning_leaves_no_model(tmp_path):
         assert "paused at tune-written" in lines[-1], "".join(lines)[-2000:]
         # Everything is written, in a folder beside the destination; the destination does not exist yet.
         assert not output.exists() and list(output.parent.glob(".tiny.tmp-*"))
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
+        proc.send_signal(signum)
+        assert proc.wait(timeout=120) == 130
     finally:
         proc.kill()
         proc.wait()

@@ -116,6 +116,18 @@ class Settings(BaseSettings):
     # --- end chat widget ---
 
     @model_validator(mode="after")
+    def _tuned_alpha(self) -> Settings:
+        # A tuned model's dense ranking is stronger than the bundled one's; ``rag tune`` records
+        # the fusion weight its validation part preferred, used unless RAG_ALPHA is set.
+        if self.model_path is not None and "alpha" not in self.model_fields_set:
+            from rag.tune_data import recommended_alpha
+
+            alpha = recommended_alpha(self.model_path)
+            if alpha is not None:
+                self.alpha = alpha
+        return self
+
+    @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.overlap_tokens >= self.max_tokens // 2:
             raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be less than half of max_tokens ({self.max_tokens})")

@@ -267,6 +267,8 @@ def test_tiny_tuning_writes_a_model_with_its_card_and_indexes_refuse_other_model
     assert meta["fingerprint"] == model_fingerprint(output) != meta["base_fingerprint"]
     assert meta["sizes"] == {"train_questions": 5, "pairs": 6, "validation_questions": 2, "validation_pool": meta["sizes"]["validation_pool"]}
     assert set(meta["validation"]["base"]) == set(meta["validation"]["tuned"]) == {"hybrid_ndcg@10", "dense_ndcg@10"}
+    assert meta["validation"]["alpha"] in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert len(meta["validation"]["alpha_sweep"]) == 7
     card = (output / "README.md").read_text()
     assert "sentence-transformers/all-MiniLM-L6-v2" in card and meta["fingerprint"][:16] in card and "| hybrid |" in card
 
@@ -296,3 +298,16 @@ def test_learning_curve_subsets_are_nested_and_within_the_pair_budget():
     assert set(small) <= set(large) <= set(QRELS)
     assert sum(len(data.relevant(q)) for q in small) <= 3 and sum(len(data.relevant(q)) for q in large) <= 5
     assert len(large) > len(small)
+
+
+def test_tuned_models_fusion_weight_is_used_unless_rag_alpha_is_set(tmp_path, monkeypatch):
+    from rag.settings import load_settings
+
+    monkeypatch.delenv("RAG_ALPHA", raising=False)
+    (tmp_path / "rag-tune.json").write_text(json.dumps({"validation": {"alpha": 0.9}}))
+    assert load_settings(model_path=tmp_path).alpha == 0.9
+    assert load_settings(model_path=tmp_path, alpha=0.4).alpha == 0.4
+    monkeypatch.setenv("RAG_ALPHA", "0.6")
+    assert load_settings(model_path=tmp_path).alpha == 0.6
+    monkeypatch.delenv("RAG_ALPHA")
+    assert load_settings().alpha == 0.5  # the bundled model keeps the default

@@ -8,10 +8,13 @@ from embeddings.fake import HashingEncoder
 ENCODERS = ("minilm", "hashing")
 
 
-def get_encoder(name: str = "minilm", *, threads: int = 0, backend: str = "torch", cache_dir=".rag-cache", **options) -> Encoder:
+def get_encoder(
+    name: str = "minilm", *, threads: int = 0, backend: str = "torch", cache_dir=".rag-cache", model_path=None, **options
+) -> Encoder:
     """An encoder by its registry name; ``minilm`` is the product's model, ``hashing`` a fake for tests.
 
     ``backend`` (torch, onnx, onnx-int8) applies to the real model; ONNX exports live in ``cache_dir``.
+    ``model_path`` is a tuned copy of the model (``rag tune``) to use instead of the bundled one.
     """
     from embeddings.onnx import check_backend
 
@@ -19,7 +22,7 @@ def get_encoder(name: str = "minilm", *, threads: int = 0, backend: str = "torch
     if name == "minilm":
         from embeddings.minilm import MiniLMEncoder
 
-        return MiniLMEncoder(threads=threads, backend=backend, cache_dir=cache_dir, **options)
+        return MiniLMEncoder(threads=threads, backend=backend, cache_dir=cache_dir, model_dir=model_path, **options)
     if name == "hashing":
         return HashingEncoder(**options)
     from rag.errors import ConfigError

@@ -45,6 +45,12 @@ class Encoder(ABC):
         """Load whatever is heavy. Safe to call more than once."""
 
     @property
+    def fingerprint(self) -> str:
+        """Identity of the model's weights, recorded in index manifests (a real model hashes its files;
+        an encoder without files is identified by its name, and the manifest checks the dimension apart)."""
+        return self.name
+
+    @property
     def cache_key(self) -> str:
         return f"{self.name}|{self.backend}|{self.dim}"
 

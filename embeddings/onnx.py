@@ -105,13 +105,17 @@ def quant_recipe(flags: frozenset[str] | None = None) -> QuantRecipe:
     return QuantRecipe("generic", reduce_range=True)
 
 
-def export_root(cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / "models" / "all-MiniLM-L6-v2"
+#: Folder of the bundled model's export; a tuned model's folder is named by its fingerprint.
+BUNDLED_KEY = "all-MiniLM-L6-v2"
 
 
-def export_dir(cache_dir: str | Path) -> Path:
+def export_root(cache_dir: str | Path, key: str = BUNDLED_KEY) -> Path:
+    return Path(cache_dir) / "models" / key
+
+
+def export_dir(cache_dir: str | Path, key: str = BUNDLED_KEY) -> Path:
     """The ONNX model folder for ``cache_dir`` (it may not exist yet)."""
-    return export_root(cache_dir) / "onnx"
+    return export_root(cache_dir, key) / "onnx"
 
 
 def _versions() -> dict[str, str]:
@@ -126,13 +130,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def read_export(folder: Path, recipe: QuantRecipe) -> dict | None:
-    """The export's metadata if ``folder`` holds a complete, undamaged export for ``recipe``, else None."""
+def read_export(folder: Path, recipe: QuantRecipe, fingerprint: str | None = None) -> dict | None:
+    """The export's metadata if ``folder`` holds a complete, undamaged export for ``recipe``
+    (and, when given, of the model with ``fingerprint``), else None."""
     try:
         meta = json.loads((folder / EXPORT_META).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("export_version") != EXPORT_VERSION:
+        return None
+    if fingerprint is not None and meta.get("model_fingerprint") != fingerprint:
         return None
     quantization = meta.get("quantization", {})
     if meta.get("int8_file") != recipe.file_name or quantization.get("reduce_range") != recipe.reduce_range:
@@ -249,20 +256,24 @@ def ensure_export(
     *,
     recipe: QuantRecipe | None = None,
     source: Path | None = None,
+    key: str = BUNDLED_KEY,
+    fingerprint: str | None = None,
     log_fn: Callable[[str], None] | None = None,
 ) -> Path:
     """The ONNX model folder under ``cache_dir``, exporting it first if it is missing or damaged.
 
+    ``source`` is the model folder (default: the bundled model); a tuned model passes its own
+    ``key`` and ``fingerprint``, so each set of weights has its own export, checked against them.
     Safe to call from several processes at once: one exports while the others wait on a lock
     and then use its result.
     """
     from embeddings.minilm import _offline, model_path
 
     recipe = recipe or quant_recipe()
-    folder = export_dir(cache_dir)
-    if read_export(folder, recipe) is not None:
+    folder = export_dir(cache_dir, key)
+    if read_export(folder, recipe, fingerprint) is not None:
         return folder
-    root = export_root(cache_dir)
+    root = export_root(cache_dir, key)
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(root / ".export.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -270,7 +281,7 @@ def ensure_export(
         raise ConfigError(f"cannot write the ONNX export under {root} ({exc.strerror}); set RAG_CACHE_DIR to a writable folder") from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks while another process exports
-        if read_export(folder, recipe) is not None:  # it did, while we waited
+        if read_export(folder, recipe, fingerprint) is not None:  # it did, while we waited
             return folder
         # A one-time wait of a minute deserves a word on stderr, whoever asked for the model.
         say = log_fn or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -289,6 +300,7 @@ def ensure_export(
                 "export_version": EXPORT_VERSION,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "seconds": round(time.perf_counter() - started, 1),
+                "model_fingerprint": fingerprint,
                 "fp32_file": FP32_FILE,
                 "int8_file": recipe.file_name,
                 "quantization": {
@@ -391,13 +403,16 @@ class OnnxModel:
         return out / np.where(norms == 0, 1.0, norms)
 
 
-def load_onnx_model(cache_dir: str | Path, backend: str, threads: int, max_seq_length: int) -> OnnxModel:
-    """The exported model (fp32 or int8) in an ONNX Runtime session, run on up to ``threads`` cores."""
+def load_onnx_model(cache_dir: str | Path, backend: str, threads: int, max_seq_length: int, **export_args) -> OnnxModel:
+    """The exported model (fp32 or int8) in an ONNX Runtime session, run on up to ``threads`` cores.
+
+    ``export_args`` (``source``, ``key``, ``fingerprint``) name a tuned model instead of the bundled one.
+    """
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
     recipe = quant_recipe()
-    folder = ensure_export(cache_dir, recipe=recipe)
+    folder = ensure_export(cache_dir, recipe=recipe, **export_args)
     file_name = recipe.file_name if backend == "onnx-int8" else FP32_FILE
     # One intra-op thread per run; OnnxModel runs up to ``threads`` texts at once instead.
     session = ort.InferenceSession(str(folder / file_name), session_options(1), providers=["CPUExecutionProvider"])

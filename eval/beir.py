@@ -110,8 +110,13 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def load_dataset(root: str | Path, split: str = "test", *, skip_unknown_queries: bool = False) -> BeirDataset:
+def load_dataset(
+    root: str | Path, split: str = "test", *, skip_unknown_queries: bool = False, qrels_file: str | Path | None = None
+) -> BeirDataset:
     """Read and check a BEIR dataset folder's queries and the qrels of ``split``.
+
+    ``qrels_file`` is judgements kept outside the folder (a subset of queries, such as a part held
+    out from training); it replaces ``qrels/<split>.tsv`` and its name becomes the split's.
 
     A judgement for a query id that ``queries.jsonl`` lacks is an error (the query cannot be
     asked, so any figure would be wrong); ``skip_unknown_queries`` drops such queries with a
@@ -123,7 +128,11 @@ def load_dataset(root: str | Path, split: str = "test", *, skip_unknown_queries:
     for name in (CORPUS_FILE, QUERIES_FILE):
         if not (root / name).is_file():
             raise EvalDataError(f"{root}: {name} is missing; a BEIR dataset folder has {CORPUS_FILE}, {QUERIES_FILE} and {QRELS_DIR}/<split>.tsv")
-    qrels_path = root / QRELS_DIR / f"{split}.tsv"
+    qrels_path = Path(qrels_file) if qrels_file else root / QRELS_DIR / f"{split}.tsv"
+    if qrels_file:
+        split = qrels_path.stem
+        if not qrels_path.is_file():
+            raise EvalDataError(f"{qrels_path}: no such qrels file; pass --qrels a file of 'query-id corpus-id score' lines")
     if not qrels_path.is_file():
         splits = available_splits(root)
         hint = f"available splits: {', '.join(splits)}" if splits else f"{root / QRELS_DIR} has no .tsv files"
@@ -355,6 +364,7 @@ def run_beir(
     index_dir: Path | None = None,
     depth: int = DEFAULT_DEPTH,
     skip_unknown_queries: bool = False,
+    qrels_file: str | Path | None = None,
     encoder=None,
     progress: bool | None = None,
     log: Callable[[str], None] = print,
@@ -368,7 +378,8 @@ def run_beir(
         raise EvalDataError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if depth < 100:
         raise EvalDataError(f"depth must be at least 100 (Recall@100 and MAP@100 need it); got {depth}")
-    dataset = load_dataset(root, split, skip_unknown_queries=skip_unknown_queries)
+    dataset = load_dataset(root, split, skip_unknown_queries=skip_unknown_queries, qrels_file=qrels_file)
+    split = dataset.split
     for warning in dataset.warnings:
         log(f"warning: {warning}")
     log(f"{dataset.name} [{split}]: {len(dataset.queries)} judged queries, {sum(map(len, dataset.qrels.values()))} judgements")
@@ -427,6 +438,7 @@ def benchmark_settings(settings, encoder, depth: int) -> dict:
     """The settings that decide a retrieval figure, recorded with it."""
     return {
         "encoder": encoder.name,
+        "model_fingerprint": encoder.fingerprint,
         "backend": encoder.backend,
         "max_tokens": settings.max_tokens,
         "overlap_tokens": settings.overlap_tokens,

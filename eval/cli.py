@@ -136,6 +136,12 @@ def beir_command(
     skip_unknown_queries: Annotated[
         bool, typer.Option("--skip-unknown-queries", help="Leave out judged queries missing from queries.jsonl instead of failing.")
     ] = False,
+    qrels: Annotated[
+        Optional[Path], typer.Option("--qrels", help="Score the queries of this qrels file instead of qrels/<split>.tsv.")
+    ] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", help="Folder of a model made by 'rag tune' [env RAG_MODEL_PATH].")
+    ] = None,
 ) -> None:
     """Index a BEIR dataset with the product pipeline, write a TREC run and score it (nDCG@10, Recall@100, MRR@10, MAP@100)."""
     from eval.beir import run_beir
@@ -143,7 +149,7 @@ def beir_command(
     from rag.settings import load_settings
 
     _check_mode(mode)
-    settings = load_settings()
+    settings = load_settings(model_path=model)
     result = run_beir(
         data,
         settings,
@@ -153,6 +159,7 @@ def beir_command(
         index_dir=index_dir,
         depth=depth,
         skip_unknown_queries=skip_unknown_queries,
+        qrels_file=qrels,
         log=_echo_err,
     )
     out = out or Path(result.run_file).with_suffix(".json")

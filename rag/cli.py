@@ -36,6 +36,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 BackendOpt = Annotated[
     Optional[str], typer.Option("--backend", help="Encoder arithmetic: torch, onnx or onnx-int8 [env RAG_ENCODER_BACKEND; default torch].")
 ]
+ModelOpt = Annotated[
+    Optional[Path], typer.Option("--model", help="Folder of a model made by 'rag tune' [env RAG_MODEL_PATH; default: the bundled model].")
+]
 
 
 def _settings(**overrides):
@@ -55,11 +58,14 @@ def index(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip files that cannot be parsed, with a warning.")] = False,
     vector_index: Annotated[Optional[str], typer.Option("--vector-index", help="auto, flat or hnsw.")] = None,
     backend: BackendOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """Build (or refresh) the index of a corpus. Unchanged text is never embedded twice."""
     from rag.service import index_corpus
 
-    settings = _settings(corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend)
+    settings = _settings(
+        corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend, model_path=model
+    )
     report = index_corpus(
         settings,
         skip_bad=skip_bad,
@@ -188,7 +194,11 @@ def _loading_query_encoder(settings):
     from embeddings import get_encoder, query_backend
 
     encoder = get_encoder(
-        settings.encoder, threads=settings.threads, backend=query_backend(settings.encoder_backend), cache_dir=settings.cache_dir
+        settings.encoder,
+        threads=settings.threads,
+        backend=query_backend(settings.encoder_backend),
+        cache_dir=settings.cache_dir,
+        model_path=settings.model_path,
     )
 
     def warm_up() -> None:
@@ -240,6 +250,7 @@ def search(
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only articles with this tag.")] = None,
     language: Annotated[Optional[list[str]], typer.Option("--language", help="Only passages in this language (en, fr, ...).")] = None,
     url: UrlOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """Ranked passages for a query, with breadcrumbs and scores."""
     filters = {"article": article, "category": category, "tag": tag, "language": language}
@@ -248,7 +259,7 @@ def search(
 
         payload = remote.search(url, query, k=k, mode=mode, filters=filters)
     else:
-        payload = _local_search(_settings(index_dir=index_dir), query, k, mode, filters)
+        payload = _local_search(_settings(index_dir=index_dir, model_path=model), query, k, mode, filters)
     if as_json:
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
@@ -305,9 +316,10 @@ def ask(
     as_json: JsonOpt = False,
     index_dir: IndexDirOpt = None,
     url: UrlOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """A cited answer to a question, or a plain statement that the corpus does not cover it."""
-    settings = None if url else _settings(index_dir=index_dir)
+    settings = None if url else _settings(index_dir=index_dir, model_path=model)
     encoder = None if url else _loading_query_encoder(settings)
     from api.schemas import MAX_QUESTION_CHARS, clean_text
 
@@ -381,12 +393,13 @@ def serve(
         bool, typer.Option("--build-if-missing", help="Build the index first when it is missing or older than the corpus.")
     ] = False,
     backend: BackendOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """Serve the HTTP API and the chat widget."""
     from rag.index import read_manifest, verify_files
 
     settings = _settings(
-        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend
+        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model
     )
     if build_if_missing and not index_is_current(settings):
         from rag.service import index_corpus
@@ -412,11 +425,15 @@ def serve(
             "RAG_ENCODER_BACKEND": settings.encoder_backend,
         }
     )
+    if settings.model_path:
+        os.environ["RAG_MODEL_PATH"] = os.path.abspath(settings.model_path)
     if settings.encoder == "minilm" and settings.encoder_backend != "torch":
         # Export the ONNX model here, once, rather than in every worker at start-up.
         from embeddings.onnx import ensure_export
+        from rag.service import make_encoder
 
-        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True))
+        export_args = make_encoder(settings).export_args()
+        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True), **export_args)
     from api.serving import run
     from rag.settings import worker_count
 
@@ -457,6 +474,11 @@ app.add_typer(eval_app, name="eval")
 from eval.bench import bench_app  # noqa: E402
 
 app.add_typer(bench_app, name="bench")
+
+# `rag tune` (rag/tune_cli.py): adapt the encoder to labelled questions
+from rag.tune_cli import tune_command  # noqa: E402
+
+app.command("tune")(tune_command)
 
 
 def main() -> None:

@@ -492,6 +492,7 @@ def build_index(
             "software": {"rag": __version__, **_library_versions()},
             "model": {
                 "name": encoder.name,
+                "fingerprint": encoder.fingerprint,
                 "dim": encoder.dim,
                 "backend": encoder.backend,
                 "cache_key": encoder.cache_key,
@@ -710,10 +711,14 @@ def check_model(manifest: dict, encoder: Encoder | None) -> None:
     if encoder is None:
         return
     model = manifest.get("model") or {}
-    if model.get("name") != encoder.name:
+    # Same weights under another name (a moved model folder) are the same model; an index
+    # written before fingerprints were recorded is checked by name.
+    built = model.get("fingerprint")
+    if (built != encoder.fingerprint) if built else (model.get("name") != encoder.name):
+        fingerprints = f" (fingerprint {built[:12]} vs {encoder.fingerprint[:12]})" if built else ""
         raise IndexFormatError(
-            f"the index was built with model {model.get('name')!r} but this service uses {encoder.name!r}; "
-            "rebuild the index with 'rag index' (or configure the same encoder)"
+            f"the index was built with model {model.get('name')!r} but this service uses {encoder.name!r}{fingerprints}; "
+            "rebuild the index with 'rag index' (or configure the same encoder: RAG_MODEL_PATH / --model)"
         )
     if model.get("dim") != encoder.dim:
         raise IndexFormatError(

@@ -26,7 +26,13 @@ def single_threaded_blas() -> None:
 
 
 def make_encoder(settings: Settings) -> Encoder:
-    return get_encoder(settings.encoder, threads=settings.threads, backend=settings.encoder_backend, cache_dir=settings.cache_dir)
+    return get_encoder(
+        settings.encoder,
+        threads=settings.threads,
+        backend=settings.encoder_backend,
+        cache_dir=settings.cache_dir,
+        model_path=settings.model_path,
+    )
 
 
 def make_query_encoder(settings: Settings) -> Encoder:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="Arithmetic of the bundled model: torch, onnx (fp32 ONNX graph) or onnx-int8 (int8 weights)."
     )
+    # a tuned copy of the bundled model (rag/tune.py)
+    model_path: Path | None = Field(None, description="Folder of a model made by 'rag tune', used instead of the bundled one.")
 
     # chunking
     max_tokens: int = Field(200, ge=16, le=2000, description="Chunk cap in cl100k tokens.")
@@ -151,6 +153,18 @@ class Settings(BaseSettings):
         return parse_origins(value)
 
     # --- end chat widget ---
+
+    @model_validator(mode="after")
+    def _tuned_alpha(self) -> Settings:
+        # A tuned model's dense ranking is stronger than the bundled one's; ``rag tune`` records
+        # the fusion weight its validation part preferred, used unless RAG_ALPHA is set.
+        if self.model_path is not None and "alpha" not in self.model_fields_set:
+            from rag.tune_data import recommended_alpha
+
+            alpha = recommended_alpha(self.model_path)
+            if alpha is not None:
+                self.alpha = alpha
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

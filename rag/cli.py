@@ -207,7 +207,9 @@ def _loading_query_encoder(settings):
         try:
             # Only a finished export is loaded ahead; a missing one is made by the first question,
             # in the foreground, with a message (and not at all by a command that fails before it).
-            if settings.encoder != "minilm" or export_ready(settings.cache_dir):
+            # (a tuned model's export is keyed by its fingerprint: it is made in the foreground, never
+            # here, where a process that exits early would abort in the middle of it)
+            if settings.encoder != "minilm" or (settings.model_path is None and export_ready(settings.cache_dir)):
                 encoder.warm_up()
         except Exception:  # noqa: BLE001 - the first question loads again and reports the error
             pass
@@ -226,8 +228,8 @@ def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dic
     if not query.strip():  # refused before the model loads, not after
         raise QueryError("the query is empty; ask a question")
     parsed = Filters.from_mapping(filters)
+    encoder = None if mode == "bm25" else _loading_query_encoder(settings)  # a bad --model fails here, first
     _announce_loading(settings, with_model=mode != "bm25")
-    encoder = None if mode == "bm25" else _loading_query_encoder(settings)
     idx = open_index(settings, encoder, mmap=True)
     problem = unmatched_filters(idx, parsed)
     if problem:

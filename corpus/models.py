@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def page_at(pages, offset: int) -> int | None:
+    """The page of the character at ``offset``, from ``(offset, page)`` pairs where each page begins
+    (sorted by offset); None for text without pages or before the first one."""
+    page = None
+    for start, number in pages:
+        if start > offset:
+            break
+        page = number
+    return page
+
+
 @dataclass(frozen=True)
 class Link:
     """A markdown link whose anchor text stayed in the article text at ``[start, end)``."""
@@ -103,9 +114,4 @@ class Article:
 
     def page_at(self, offset: int) -> int | None:
         """The page the text at ``offset`` is on, for paged formats (PDF); None otherwise."""
-        page = None
-        for start, number in self.pages:
-            if start > offset:
-                break
-            page = number
-        return page
+        return page_at(self.pages, offset)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from corpus.markdown import slugify
-from corpus.models import Article
+from corpus.models import Article, page_at
 from rag.errors import ConfigError
 from rag.sentences import split_sentences
 from rag.tokens import count_tokens
@@ -65,12 +65,7 @@ class Chunk:
 
     def page_at(self, offset: int) -> int | None:
         """The page of the character at ``offset`` in the passage text (PDF), else None."""
-        page = None
-        for start, number in self.pages:
-            if start > offset:
-                break
-            page = number
-        return page
+        return page_at(self.pages, offset)
 
     def to_dict(self) -> dict:
         data = asdict(self)

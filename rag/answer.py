@@ -38,6 +38,7 @@ from rag.answerability import (
 from rag.errors import QueryError
 from rag.faults import checkpoint
 from rag.lexical import STOPWORDS, analyze, fold
+from rag.markers import strip_markers
 from rag.question import YESNO, QuestionAnalysis, analyze_question, content_words, question_parts
 from rag.retrieve import Filters, Retriever, SearchResult
 
@@ -62,10 +63,6 @@ _LABEL_RE = re.compile(r"^\s*(?:\d{1,3}[.)]\s+)?([^:\n]{2,80}):\s")
 
 _MARKER_RE = re.compile(r"\[(\d+)\]")
 _WS_RE = re.compile(r"\s+")
-# A bracketed number in the source, or what a reader would take for one ("[ 5 ]", "［5］", "[2, 7]"):
-# with the space before it when punctuation or a space follows ("up [12]." -> "up."), bare otherwise.
-_SOURCE_NUMBER = r"[\[［【]\s*\d+(?:\s*[,;–—-]\s*\d+)*\s*[\]］】]"
-_SOURCE_MARKER_RE = re.compile(rf"\s*{_SOURCE_NUMBER}(?=[\s.,;:!?)]|$)|{_SOURCE_NUMBER}")
 _CONNECTIVE_RE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about)\b", re.I)
 _ANAPHORA = frozenset(
     "it its it's they them their theirs this that these those he him his she her there such former latter".split()
@@ -234,12 +231,8 @@ def _fold_word(word: str) -> str:
 
 def _answer_text(quote: str) -> str:
     # Quotes stay exact in citations; in the answer, whitespace is tidied and bracketed
-    # numbers from the source are dropped so that every [n] in the answer is ours. Dropping
-    # repeats until none is left: removing "[4]" from "[9[4]]" would otherwise leave "[9]".
-    text = quote
-    while (stripped := _SOURCE_MARKER_RE.sub("", text)) != text:
-        text = stripped
-    return _WS_RE.sub(" ", text).strip()
+    # numbers from the source are dropped so that every [n] in the answer is ours.
+    return _WS_RE.sub(" ", strip_markers(quote)).strip()
 
 
 class AnswerService:

@@ -26,7 +26,8 @@ from functools import lru_cache
 import numpy as np
 
 from rag.lexical import analyze
-from rag.question import AGENT, DATE, MARKERISH_RE, PLACE, QUANTITY, REASON, YESNO, Focus, QuestionAnalysis
+from rag.markers import strip_markers
+from rag.question import AGENT, DATE, PLACE, QUANTITY, REASON, YESNO, Focus, QuestionAnalysis
 
 #: Names written differently in questions and documents.
 ALIASES: tuple[tuple[str, ...], ...] = (
@@ -337,7 +338,7 @@ def _article(name: str) -> str:
 
 def message(question: QuestionAnalysis, reason: str, missing: Sequence[str], mentioned: Sequence[str]) -> str:
     """One plain sentence that says what the articles do not cover (with no marker-like brackets)."""
-    return MARKERISH_RE.sub("", _message(question, reason, missing, mentioned))
+    return strip_markers(_message(question, reason, missing, mentioned))
 
 
 def _message(question: QuestionAnalysis, reason: str, missing: Sequence[str], mentioned: Sequence[str]) -> str:

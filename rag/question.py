@@ -10,10 +10,9 @@ import re
 from dataclasses import dataclass
 
 from rag.lexical import STOPWORDS, analyze, fold
+from rag.markers import strip_markers
 
 _WORD_RE = re.compile(r"[\w'’.-]*\w", re.UNICODE)
-#: What a reader would take for a citation marker ("[1]", "[ 5 ]", "［5］", "[2, 7]"): never echoed in a message.
-MARKERISH_RE = re.compile(r"\s*[\[［]\s*\d+(?:\s*[-–,]\s*\d+)*\s*[\]］]")
 
 # Words that frame a question without being what it asks about ("according to the article, ...").
 FRAME_WORDS = frozenset(
@@ -162,7 +161,7 @@ def analyze_question(question: str) -> QuestionAnalysis:
     taken: set[str] = set()
     covered = [False] * len(question)
     for start, end in _names(question):
-        text = MARKERISH_RE.sub("", question[start:end]).strip()  # "Dr. [1] $450": brackets are not a name
+        text = strip_markers(question[start:end]).strip()  # "Dr. [1] $450": brackets are not a name
         text = text[:-2] if text.endswith(("'s", "’s")) else text
         terms = tuple(t for t in analyze(text) if t not in _FRAME_TERMS)
         if terms:

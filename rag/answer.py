@@ -30,7 +30,6 @@ from rag.answerability import (
     decide,
     defined_acronyms,
     features,
-    judge,
     message,
     present,
     uncovered,
@@ -400,12 +399,11 @@ class AnswerService:
         if not history and (word := dangling_reference(question)):
             return abstain("needs_context", NEEDS_CONTEXT_MESSAGE.format(word=word))
         candidates, support = self._candidates(query, qvec, results)
-        if not candidates or support < cfg.abstain_threshold or self.known_share(question) < cfg.min_known_words:
+        if self._off_topic(question, candidates, support):
             return abstain("off_topic", ABSTAIN_MESSAGE, support)
 
         every_unit = self._evidence(candidates, results)
-        cache = self._unit_cache()
-        mask = [not cache[(results[c.row].chunk.id, c.start, c.end)][6] for c in candidates]
+        mask = self._citable(candidates, results)
         citable = [c for c, keep in zip(candidates, mask) if keep]
         evidence = [ev for ev, keep in zip(every_unit, mask) if keep]
         # Follow-ups are judged on what was searched (the question in the context of the one before).
@@ -425,7 +423,7 @@ class AnswerService:
         # A question that asks two things is judged part by part, so that each part is answered or said missing.
         parts = pieces if all(len(p.focus) >= 2 for p in pieces) else []
         # Each part must be answered surely: a part that only resembles a passage is said to be missing.
-        verdicts = [self._judge(part, evidence, cfg.answerability.confident) for part in parts]
+        verdicts = [self._decide(part, evidence, self._features(part, evidence, embed=True), cfg.answerability.confident) for part in parts]
         if not all(mask):
             # the unit that fits the question best lists a source: the articles say this only in their references
             every = self._decide(whole, every_unit, computed)
@@ -436,8 +434,9 @@ class AnswerService:
             return abstain(overall.reason, message(whole, overall.reason, overall.missing, overall.mentioned), support, overall.missing, overall.mentioned)
 
         yes_no = whole.expects == YESNO and not parts
-        complete = [self._complete(whole, v, citable, evidence) for v in answered]
-        chosen = self._choose(citable, results, answered, yes_no, complete, whole_answered=overall.answerable)
+        ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
+        complete = self._complete(whole, answered[0], ranked, evidence)
+        chosen = self._choose(citable, results, ranked, answered, yes_no, complete, whole_answered=overall.answerable)
         quoted = [n for n, c in enumerate(citable) if any(c is q for q in chosen)]
         gaps = ()
         if not parts and overall.answerable and not self._names_quoted(whole, quoted, evidence):
@@ -465,15 +464,24 @@ class AnswerService:
             answer.abstention = Abstention("partial", " ".join(notes), tuple(dict.fromkeys(missing)), tuple(dict.fromkeys(mentioned)))
         return answer
 
+    def _off_topic(self, question: str, candidates: list[_Candidate], support: float) -> bool:
+        """The gates before answerability: nothing retrieved, too little support, or mostly unknown words."""
+        cfg = self.config
+        return not candidates or support < cfg.abstain_threshold or self.known_share(question) < cfg.min_known_words
+
+    def _citable(self, candidates: list[_Candidate], results: list[SearchResult]) -> list[bool]:
+        """Per candidate: may it be quoted (it does not list a source)?"""
+        return [not self._unit(results[c.row].chunk, c)[6] for c in candidates]
+
     def _names_quoted(self, question: QuestionAnalysis, quoted: list[int], evidence: list[Evidence]) -> bool:
         terms = frozenset().union(*(evidence[u].passage_terms for u in quoted)) if quoted else frozenset()
         text = " ".join(evidence[u].passage_text for u in quoted)
         return all(present(n, terms, self._acronyms(), text) for n in question.names)
 
-    def _complete(self, question: QuestionAnalysis, verdict: Verdict, citable: list[_Candidate], evidence: list[Evidence]) -> bool:
-        """Whether the unit that leads for ``verdict`` holds every name and word of the question, and its kind of answer."""
+    def _complete(self, question: QuestionAnalysis, verdict: Verdict, ranked: list[int], evidence: list[Evidence]) -> bool:
+        """Whether the best-scoring unit that answers for ``verdict`` (``ranked``: units by score) holds every
+        name and word of the question, and its kind of answer."""
         model = self.config.answerability
-        ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
         lead = next(n for n in ranked if verdict.probabilities[n] >= model.threshold)
         typed = answer_type_present(question.expects, evidence[lead].text, [n.text for n in question.names])
         # names and numbers must be in the sentence itself: "1967 and 1979" are not both in one list item
@@ -485,33 +493,34 @@ class AnswerService:
         as asked alone, with the units' texts and breadcrumbs. Empty when the off-topic gates abstain."""
         retrieval = self.retrieve(question, top_k=top_k, mode=mode)
         candidates, support = self._candidates(retrieval.query, retrieval.qvec, retrieval.results)
-        if not candidates or support < self.config.abstain_threshold or self.known_share(question) < self.config.min_known_words:
+        if self._off_topic(question, candidates, support):
             return np.zeros((0, len(AnswerabilityModel.FEATURES))), []
         results = retrieval.results
-        citable = [c for c in candidates if not _is_reference(results[c.row].chunk, results[c.row].chunk.text[c.start : c.end])]
-        part = analyze_question(question)
-        terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
-        idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
-        x, _, _ = features(part, self._evidence(citable, results), idf, self._acronyms(), self._word_vectors(embed=True))
+        citable = [c for c, keep in zip(candidates, self._citable(candidates, results)) if keep]
+        x, _, _ = self._features(analyze_question(question), self._evidence(citable, results), embed=True)
         units = [(results[c.row].chunk.text[c.start : c.end], results[c.row].chunk.section) for c in citable]
         return x, units
 
     def _evidence(self, candidates: list[_Candidate], results: list[SearchResult]) -> list[Evidence]:
         """What the answerability check reads of each unit. The text-derived parts are computed once per
         unit and kept with the loaded index (they depend on nothing else), so a question costs lookups."""
-        cache = self._unit_cache()
         out = []
         for c in candidates:
-            chunk = results[c.row].chunk
-            key = (chunk.id, c.start, c.end)
-            parts = cache.get(key)
-            if parts is None:
-                if len(cache) >= _UNIT_CACHE_SIZE:
-                    cache.clear()
-                parts = cache[key] = self._unit_parts(chunk, c)
-            text, unit_terms, passage_terms, words, passage_text, rows, _ = parts
+            text, unit_terms, passage_terms, words, passage_text, rows, _ = self._unit(results[c.row].chunk, c)
             out.append(Evidence(text, unit_terms, passage_terms, c.cosine, c.passage_cosine, words, passage_text, rows))
         return out
+
+    def _unit(self, chunk, c: _Candidate) -> tuple:
+        """The kept parts of one unit: text, terms (with its heading), passage terms, words, passage text,
+        word-table rows, and whether it lists a source."""
+        cache = self._unit_cache()
+        key = (chunk.id, c.start, c.end)
+        parts = cache.get(key)
+        if parts is None:
+            if len(cache) >= _UNIT_CACHE_SIZE:
+                cache.clear()
+            parts = cache[key] = self._unit_parts(chunk, c)
+        return parts
 
     def _unit_cache(self) -> dict:
         index = self.index
@@ -575,16 +584,11 @@ class AnswerService:
         known = self.index.words or {}
         return self.retriever.encoder is not None and any(f.text.casefold() not in known for f in question.words)
 
-    def _decide(self, question: QuestionAnalysis, evidence: list[Evidence], computed) -> Verdict:
-        return decide(question, evidence, computed, self._idf(question), self._acronyms(), self.config.answerability)
-
-    def _judge(self, part: QuestionAnalysis, evidence: list[Evidence], threshold: float | None = None) -> Verdict:
-        terms = list(dict.fromkeys(t for f in part.focus for t in f.terms))
-        idf = dict(zip(terms, self.index.lexical.idf(terms).tolist())) if terms else {}
+    def _decide(self, question: QuestionAnalysis, evidence: list[Evidence], computed, threshold: float | None = None) -> Verdict:
         model = self.config.answerability
         if threshold is not None:
             model = replace(model, threshold=threshold)
-        return judge(part, evidence, idf, self._acronyms(), model, self._word_vectors(embed=True))
+        return decide(question, evidence, computed, self._idf(question), self._acronyms(), model)
 
     def _word_vectors(self, embed: bool = False) -> _WordVectors | None:
         """The index's word table; with ``embed``, words it lacks are embedded by the model (and remembered)."""
@@ -596,9 +600,10 @@ class AnswerService:
         self,
         citable: list[_Candidate],
         results: list[SearchResult],
+        ranked: list[int],
         answered: list[Verdict],
         yes_no: bool,
-        complete: list[bool],
+        complete: bool,
         whole_answered: bool = True,
     ) -> list[_Candidate]:
         """The units to quote: for each answering verdict, its best-scoring unit that answers; then the
@@ -621,7 +626,6 @@ class AnswerService:
             if label:
                 labels.add(label)
 
-        ranked = sorted(range(len(citable)), key=lambda n: (-citable[n].score, citable[n].row, citable[n].start))
         # The whole question's lead is its best-scoring unit that answers; a part's is the unit that answers it best.
         leads = [
             next(n for n in ranked if verdict.probabilities[n] >= model.threshold) if i == 0 and whole_answered else verdict.best
@@ -633,7 +637,7 @@ class AnswerService:
         lead = answered[0]
         # Once the first quote holds everything the question asks, a further quote must answer as well as it
         # does: one that only restates the topic ("Space diplomacy refers to ...") is not appended.
-        floor = lead.probabilities[leads[0]] if complete[0] else model.threshold * cfg.extra_share
+        floor = lead.probabilities[leads[0]] if complete else model.threshold * cfg.extra_share
         for n in ranked:
             cand = citable[n]
             if cand.score < best * cfg.relative_cutoff:

@@ -11,12 +11,12 @@ a second question set, never used to fit, say whether the fit holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from eval.qa import QAItem
-from rag.answerability import STRICT_TYPES, AnswerabilityModel
+from rag.answerability import AnswerabilityModel, unit_probabilities
 from rag.question import analyze_question
 
 
@@ -47,16 +47,9 @@ def collect(service, items: Sequence[QAItem], *, top_k: int = 5) -> list[Questio
 
 def best_scores(model: AnswerabilityModel, rows: Sequence[QuestionRows]) -> np.ndarray:
     """Each question's best unit probability, as the service computes it (0 when the off-topic gates abstain)."""
-    out = []
-    for r in rows:
-        if not len(r.x):
-            out.append(0.0)
-            continue
-        p = model.probability(r.x)
-        if analyze_question(r.item.question).expects in STRICT_TYPES:
-            p = np.where(r.x[:, AnswerabilityModel.FEATURES.index("answer_type")] > 0, p, 0.0)
-        out.append(float(p.max()))
-    return np.array(out)
+    return np.array(
+        [float(unit_probabilities(analyze_question(r.item.question), r.x, model).max()) if len(r.x) else 0.0 for r in rows]
+    )
 
 
 @dataclass(frozen=True)
@@ -127,10 +120,6 @@ def choose_threshold(model: AnswerabilityModel, rows: Sequence[QuestionRows], ma
     return round(float(ok[min(allowed, len(ok) - 1)]) - 1e-4, 4)
 
 
-def describe(model: AnswerabilityModel) -> dict:
-    return {k: v for k, v in asdict(model).items()}
-
-
 @dataclass(frozen=True)
 class Handling:
     """What the whole answer service does with a question set at one setting."""
@@ -167,7 +156,7 @@ def handling(service, items: Sequence[QAItem], model: AnswerabilityModel, *, top
         false_abstentions=sum(r.abstained for r in answerable),
         marked_partial=sum((not r.abstained) and r.abstention_reason == "partial" for r in answerable),
         near_domain=len(near),
-        near_domain_handled=sum(r.abstained or (r.abstention_reason == "partial" and bool(r.names_missing)) for r in near),
+        near_domain_handled=sum(r.handled for r in near),
     )
 
 

@@ -281,6 +281,11 @@ class QAResult:
     corpus: str = ""
 
     @property
+    def handled(self) -> bool:
+        """Abstained, or answered with a "not covered" note that names what the question's ``missing`` says."""
+        return self.abstained or (self.abstention_reason == "partial" and bool(self.names_missing))
+
+    @property
     def answered_correctly(self) -> bool | None:
         """Answerable, answered, from a gold section among the first 3 citations and with the answer key."""
         if not self.answerable:
@@ -448,7 +453,7 @@ def summarise(results: Sequence[QAResult]) -> dict:
     summary["abstention_names_missing"] = _share(named)
     near = [r for r in unanswerable if r.kind == "near-domain" and r.error is None]
     # Handled: abstained, or answered with a "not covered" note that names what is missing.
-    summary["near-domain_handled"] = _share([r.abstained or (r.abstention_reason == "partial" and bool(r.names_missing)) for r in near])
+    summary["near-domain_handled"] = _share([r.handled for r in near])
     summary["answerable_marked_partial"] = _share(
         [r.abstention_reason == "partial" for r in answerable if r.error is None and r.kind != "partial"]
     )
@@ -462,9 +467,7 @@ def summarise(results: Sequence[QAResult]) -> dict:
         mine = [r for r in results if r.corpus == corpus and r.error is None]
         summary[f"{corpus}: answered_correctly"] = _share([bool(r.answered_correctly) for r in mine if r.answerable and r.kind != "partial"])
         summary[f"{corpus}: answerable_abstained"] = _share([r.abstained for r in mine if r.answerable])
-        summary[f"{corpus}: near-domain_handled"] = _share(
-            [r.abstained or (r.abstention_reason == "partial" and bool(r.names_missing)) for r in mine if r.kind == "near-domain"]
-        )
+        summary[f"{corpus}: near-domain_handled"] = _share([r.handled for r in mine if r.kind == "near-domain"])
     summary["latency_p50_ms"] = round(m.percentile(latencies, 50), 2)
     summary["latency_p95_ms"] = round(m.percentile(latencies, 95), 2)
     summary["passed"] = _share([r.passed for r in results])

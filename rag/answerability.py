@@ -277,13 +277,19 @@ def judge(
     return decide(question, evidence, features(question, evidence, idf, acronyms, word_vectors), idf, acronyms, model)
 
 
-def decide(question: QuestionAnalysis, evidence: Sequence[Evidence], computed, idf: dict[str, float], acronyms: dict, model: AnswerabilityModel) -> Verdict:
-    """:func:`judge` from features already computed (``features(...)``, or rows of them for a subset of units)."""
-    x, names_ok, credit = computed
+def unit_probabilities(question: QuestionAnalysis, x: np.ndarray, model: AnswerabilityModel) -> np.ndarray:
+    """How likely each unit (a row of features) answers ``question``."""
     p = model.probability(x) if len(x) else np.zeros(0)
     if question.expects in STRICT_TYPES and len(p):
         # a "when" answered without a date, or a "how many" without a number, answers nothing
         p = np.where(x[:, AnswerabilityModel.FEATURES.index("answer_type")] > 0, p, 0.0)
+    return p
+
+
+def decide(question: QuestionAnalysis, evidence: Sequence[Evidence], computed, idf: dict[str, float], acronyms: dict, model: AnswerabilityModel) -> Verdict:
+    """:func:`judge` from features already computed (``features(...)``, or rows of them for a subset of units)."""
+    x, names_ok, credit = computed
+    p = unit_probabilities(question, x, model)
     best = int(np.argmax(p)) if len(p) else None
     top = float(p[best]) if best is not None else 0.0
     if best is not None and top >= model.threshold:

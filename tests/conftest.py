@@ -63,6 +63,19 @@ def bundled_article() -> Article:
 
 #: Three small articles with front matter; each has a word no other article uses
 #: (aardvark, bicycle, cathedral) so tests can tell which one a result came from.
+#: An article to add to a corpus while a server runs, to see a reload take effect.
+EXTRA_ARTICLE = """---
+title: Dirigibles
+slug: dirigibles
+categories: [Transport]
+---
+
+# Dirigibles
+
+A dirigible is a lighter-than-air craft that can be steered. Zeppelins were rigid dirigibles.
+"""
+
+
 SMALL_CORPUS: dict[str, str] = {
     "aardvarks.md": """---
 title: Aardvarks

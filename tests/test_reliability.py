@@ -19,24 +19,13 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.security import KeyRing
-from conftest import SMALL_CORPUS, build_fake_index, rag_env, wait_until, write_files
+from conftest import EXTRA_ARTICLE, SMALL_CORPUS, build_fake_index, rag_env, wait_until, write_files
 from rag.errors import ConfigError
 from rag.settings import load_settings
 from eval.live_server import LiveServer
 
 CLIENT_KEY = "client-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
-EXTRA_ARTICLE = """---
-title: Dirigibles
-slug: dirigibles
-categories: [Transport]
----
-
-# Dirigibles
-
-A dirigible is a lighter-than-air craft that can be steered. Zeppelins were rigid dirigibles.
-"""
-
 
 def make_settings(tmp: Path, **overrides):
     return load_settings(encoder="hashing", index_dir=tmp / "index", cache_dir=tmp / "cache", **overrides)

@@ -13,21 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import EXTRA_ARTICLE
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
 from eval.live_server import LiveServer
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
-
-EXTRA_ARTICLE = """---
-title: Dirigibles
-slug: dirigibles
-categories: [Transport]
----
-
-# Dirigibles
-
-A dirigible is a lighter-than-air craft that can be steered. Zeppelins were rigid dirigibles.
-"""
 
 
 def build(corpus: Path, index_dir: Path, encoder, cache_path: Path):

@@ -27,7 +27,7 @@ from api.schemas import PASSAGE_ID_PATTERN, VISIBLE_PATTERN
 from api.security import KeyRing, PageTokens, RateLimiter
 from rag import __version__
 from rag.answer import AnswerService
-from rag.errors import QueryError, RagError
+from core.errors import QueryError, RagError
 from rag.settings import Settings, load_settings
 
 log = logging.getLogger("rag.api")

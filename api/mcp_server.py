@@ -29,7 +29,7 @@ from api.schemas import (
     SearchResponse,
     clean_text,
 )
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.settings import Settings
 
 PASSAGE_URI = "passage://{passage_id}"

@@ -13,7 +13,7 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.settings import Settings
 
 

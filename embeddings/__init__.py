@@ -25,7 +25,7 @@ def get_encoder(
         return MiniLMEncoder(threads=threads, backend=backend, cache_dir=cache_dir, model_dir=model_path, **options)
     if name == "hashing":
         return HashingEncoder(**options)
-    from rag.errors import ConfigError
+    from core.errors import ConfigError
 
     raise ConfigError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
 

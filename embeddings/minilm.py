@@ -35,7 +35,7 @@ def model_fingerprint(folder: Path) -> str:
     Two folders with the same weights, tokenizer and pooling have the same fingerprint wherever
     they live; the model card and exported copies are left out.
     """
-    from rag.files import sha256_file
+    from core.files import sha256_file
 
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
@@ -48,7 +48,7 @@ def model_fingerprint(folder: Path) -> str:
 
 def check_model_dir(folder: str | Path) -> Path:
     """``folder`` if it holds a sentence-transformers model, else a ConfigError that says what to point at."""
-    from rag.errors import ConfigError
+    from core.errors import ConfigError
 
     path = Path(folder)
     if not path.is_dir():

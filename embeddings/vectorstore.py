@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexFormatError
+from core.errors import ConfigError, IndexFormatError
 
 KINDS = ("flat", "hnsw")
 

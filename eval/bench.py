@@ -34,6 +34,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.machine import cpu_flags, cpu_model, package_versions
 from eval.live_server import LiveServer
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -76,26 +77,9 @@ def summary_ms(seconds: list[float]) -> dict:
 # ------------------------------------------------------------------------------------ the machine
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown", ""):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith(("flags", "Features")) and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return model, flags
-
-
 def machine_info() -> dict:
     """Cores, CPU model and vector extensions, memory, load and library versions: the context of every figure."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    model, flags = _cpuinfo()
+    model, flags = cpu_model(), cpu_flags()
     mem_total = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -103,15 +87,10 @@ def machine_info() -> dict:
                 mem_total = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    versions = {}
-    for name in (
+    versions = package_versions((
         "torch", "onnxruntime", "sentence-transformers", "transformers", "optimum", "optimum-onnx",
         "faiss-cpu", "bm25s", "numpy", "fastapi", "uvicorn", "httpx",
-    ):  # fmt: skip
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            pass
+    ))  # fmt: skip
     return {
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -820,7 +799,7 @@ def bench_command(
     """Measure indexing, the query path, HTTP serving and memory; print tables and write JSON."""
     if ctx.invoked_subcommand is not None:
         return
-    from rag.errors import ConfigError
+    from core.errors import ConfigError
     from rag.settings import load_settings
 
     settings = load_settings(encoder_backend=backend)
@@ -902,7 +881,7 @@ def scale_command(
 ) -> None:
     """The vector store at growing sizes: build time, memory per vector, search latency, recall@10 (synthetic vectors)."""
     from eval.scale import render, run_scale
-    from rag.errors import ConfigError
+    from core.errors import ConfigError
     from rag.settings import load_settings
 
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 
 class EvalDataError(ConfigError):

@@ -25,7 +25,7 @@ from typing import Protocol
 from eval import metrics as m
 from eval.errors import EvalDataError
 from rag.chunking import BREADCRUMB_SEPARATOR
-from rag.errors import RagError
+from core.errors import RagError
 
 #: The question set that ships with the product (the default of ``rag eval qa``).
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "data" / "qa.jsonl"

@@ -34,7 +34,7 @@ from rag.answerability import (
     present,
     uncovered,
 )
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.faults import checkpoint
 from rag.lexical import STOPWORDS, analyze, fold
 from rag.markers import strip_markers

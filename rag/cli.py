@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from corpus.loader import CorpusError
-from rag.errors import RagError
+from core.errors import RagError
 
 app = typer.Typer(
     name="rag",
@@ -221,7 +221,7 @@ def _loading_query_encoder(settings):
 def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dict:
     """Search the index in this process."""
     _check_mode(mode)
-    from rag.errors import QueryError
+    from core.errors import QueryError
     from rag.retrieve import Filters, Retriever, unmatched_filters
     from rag.service import open_index
 
@@ -327,7 +327,7 @@ def ask(
 
     question = clean_text(question)
     if not question:  # refused before the model loads, not after
-        from rag.errors import QueryError
+        from core.errors import QueryError
 
         raise QueryError("the question is empty; ask something about the corpus")
     if len(question) > MAX_QUESTION_CHARS:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corpus.loader import DOCUMENT_SUFFIXES, CorpusError, parse_file
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

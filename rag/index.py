@@ -39,9 +39,10 @@ from embeddings.cache import EmbeddingCache, embed_cached
 from embeddings.vectorstore import VectorStore, VectorStoreParams, choose_kind
 from rag import __version__
 from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
-from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError, RagError
+from core.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError, RagError
+from core.files import file_table, fsync_tree, sha256_file
+from core.machine import package_versions
 from rag.faults import checkpoint
-from rag.files import file_table, fsync_tree, sha256_file
 from rag.lexical import BM25Params, LexicalIndex, analyze
 from rag.question import content_words
 from rag.sentences import answer_units
@@ -559,15 +560,7 @@ def build_index(
 
 
 def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
+    return package_versions(("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken"))
 
 
 # --------------------------------------------------------------------------------------- loading

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexFormatError
+from core.errors import ConfigError, IndexFormatError
 
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
 

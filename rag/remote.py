@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from rag.errors import QueryError, RagError
+from core.errors import QueryError, RagError
 
 #: A key for a server that requires one (``RAG_API_KEYS`` on the server side).
 API_KEY_ENV = "RAG_API_KEY"

@@ -9,7 +9,7 @@ import numpy as np
 
 from embeddings.base import Encoder
 from rag.chunking import Chunk
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
 

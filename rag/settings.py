@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from corpus.loader import DEFAULT_CORPUS_DIR
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 
 class Settings(BaseSettings):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.faults import checkpoint
 from rag.tune_data import LabelledSet, Pair, bm25_index, build_pairs, split_queries, validation_pool
 
@@ -256,7 +256,7 @@ def tune(
     from sentence_transformers import SentenceTransformer
 
     from embeddings.minilm import _offline, model_path
-    from rag.files import fsync_tree
+    from core.files import fsync_tree
 
     output = check_output(output, overwrite)
     started = time.perf_counter()

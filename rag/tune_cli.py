@@ -67,7 +67,7 @@ def tune_command(
     elif data.is_file():
         labelled = load_qa_set(data, settings.corpus_dir, fits=fits)
     else:
-        from rag.errors import ConfigError
+        from core.errors import ConfigError
 
         raise ConfigError(f"{data}: no such folder or file; pass --data a BEIR folder or a question set (JSONL)")
     report = tune(labelled, output, config, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))

@@ -20,7 +20,7 @@ from rag.answer import (
     needs_context,
     renumber,
 )
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.index import build_index, load_index
 from rag.retrieve import Filters, Retriever, SearchResult
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from corpus import Article, parse_markdown
 from corpus.models import Section
 from rag.chunking import Chunk, ChunkerConfig, breadcrumb_prefix, chunk_article, embed_text
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.sentences import split_sentences
 from rag.tokens import count_tokens
 

@@ -46,7 +46,7 @@ def test_a_verified_export_is_not_hashed_again_until_a_file_changes(tmp_path, mo
     recipe = onnx_export.quant_recipe()
     for name in (onnx_export.FP32_FILE, recipe.file_name):
         (folder / name).write_bytes(os.urandom(4096))
-    from rag.files import file_table
+    from core.files import file_table
 
     meta = {
         "export_version": onnx_export.EXPORT_VERSION,

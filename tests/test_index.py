@@ -19,7 +19,7 @@ from corpus import corpus_fingerprint, load_corpus
 from embeddings import HashingEncoder
 from embeddings.cache import EmbeddingCache
 from rag.chunking import ChunkerConfig, chunk_article, embed_text
-from rag.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError
+from core.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError
 from rag.index import FORMAT_VERSION, BuildLock, build_index, builds_dir, load_index
 from rag.retrieve import Retriever
 
@@ -145,7 +145,7 @@ def test_unknown_format_version(built, fake_encoder, version):
 
 def test_version_1_index_reads_as_passages_without_page_anchor_language(built, fake_encoder):
     """Version 1 chunk records have no page, anchor or language; such an index still loads and answers."""
-    from rag.files import file_table
+    from core.files import file_table
 
     index_dir, build_dir, _ = built
     chunks_path = build_dir / "chunks.jsonl"

@@ -22,7 +22,7 @@ from embeddings.onnx import (
     quant_recipe,
     read_export,
 )
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.settings import load_settings
 
 # ------------------------------------------------------------------------------- choosing a backend

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.security import KeyRing
 from conftest import EXTRA_ARTICLE, SMALL_CORPUS, build_fake_index, rag_env, wait_until, write_files
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.settings import load_settings
 from eval.live_server import LiveServer
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rag.chunking import embed_text
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.index import load_index
 from rag.retrieve import Filters, Retriever, result_dict
 

@@ -11,7 +11,7 @@ import pytest
 
 from embeddings import normalise
 from embeddings.vectorstore import VectorStore, VectorStoreParams, choose_kind
-from rag.errors import ConfigError, IndexFormatError
+from core.errors import ConfigError, IndexFormatError
 from rag.fusion import reciprocal_rank_fusion, top
 from rag.lexical import BM25Params, LexicalIndex, analyze
 

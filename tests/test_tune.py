@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import RAG_BIN, rag_env, run_rag
 from eval.beir import load_dataset
-from rag.errors import ConfigError, IndexFormatError
+from core.errors import ConfigError, IndexFormatError
 from rag.lexical import LexicalIndex
 from rag.tune_data import LabelledSet, build_pairs, load_beir_set, load_qa_set, split_queries, write_qrels
 

@@ -16,7 +16,7 @@ from api.app import create_app
 from api.routes.widget import STATIC_DIR
 from api.schemas import MAX_QUESTION_CHARS
 from conftest import build_fake_index
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.origins import normalise_origin, parse_origins
 from rag.settings import load_settings
 

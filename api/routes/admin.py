@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 
 from api.schemas import EDGE_ERRORS
 from api.deps import AdminDep, StateDep
-from rag.errors import RagError
+from core.errors import RagError
 
 router = APIRouter(prefix="/admin", tags=["operations"], responses=EDGE_ERRORS)
 

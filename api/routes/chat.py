@@ -17,7 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 from api import chat
 from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import AskResponse
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.retrieve import Filters
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=chat.ERROR_RESPONSES)

@@ -16,7 +16,7 @@ from api.routes.admin import public_reason
 from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AddedDocumentModel, DocumentList, DocumentModel, UploadResponse
 from corpus.loader import CorpusError
 from rag.documents import add_documents, list_documents, safe_file_name
-from rag.errors import RagError
+from core.errors import RagError
 
 log = logging.getLogger("rag.api")
 router = APIRouter(tags=["documents"], responses=EDGE_ERRORS)

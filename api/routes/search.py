@@ -18,7 +18,7 @@ from api.schemas import (
     SearchResponse,
     clean_text,
 )
-from rag.errors import QueryError
+from core.errors import QueryError
 from rag.retrieve import Filters, unmatched_filters
 
 router = APIRouter(tags=["search"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})

@@ -6,122 +6,28 @@ import asyncio
 import logging
 import os
 import signal
-import time
-from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
-
-from pathlib import Path
 
 import anyio
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.chat import error_body
 from api.context import configure_logging, request_id_var
+from api.cors import add_cors
 from api.middleware import RequestContextMiddleware
-from api.metrics import Metrics
+from api.routes import admin, ask, chat, documents, health, metrics, passages, search, widget
 from api.schemas import PASSAGE_ID_PATTERN, VISIBLE_PATTERN
-from api.security import KeyRing, PageTokens, RateLimiter
+from api.state import AppState
 from rag import __version__
 from rag.answer import AnswerService
 from core.errors import QueryError, RagError
 from rag.settings import Settings, load_settings
 
 log = logging.getLogger("rag.api")
-T = TypeVar("T")
-
-
-POOL_PER_CORE = 4
-
-
-class AppState:
-    """What the routes share: settings, the answer service once loaded, metrics, a thread limiter."""
-
-    def __init__(self, settings: Settings, service: AnswerService | None = None):
-        self.settings = settings
-        self.service = service
-        self.metrics = Metrics()
-        # CPU-bound work (encoding, scoring) runs in a bounded pool of threads, so the event loop
-        # stays free to accept requests and stream responses. A few threads per core, not one: the
-        # questions of requests waiting in the pool are encoded together in the next forward pass
-        # (embeddings/batching.py), which a pool of one thread per core would never let queue up.
-        self.limiter = anyio.CapacityLimiter(POOL_PER_CORE * max(1, settings.threads or os.cpu_count() or 1))
-        self.keys = KeyRing.from_settings(settings)
-        self.rate = RateLimiter(settings.rate_limit)
-        # With keys required, the bundled page gets signed page tokens (its own rate limit).
-        self.page_tokens = PageTokens(self.keys.page_secret()) if self.keys.required and settings.page_access else None
-        self.page_rate = RateLimiter(settings.page_rate_limit)
-        self.reload_lock = anyio.Lock()
-        self.upload_lock = anyio.Lock()
-        self.started = time.time()
-        self.reload_pending = False  # a SIGHUP arrived while the first load was still running
-
-    def _open(self, encoder=None) -> AnswerService:
-        from rag.service import make_encoder, open_answer_service, open_index
-
-        if encoder is None:
-            encoder = make_encoder(self.settings)
-            encoder.warm_up()
-        # Memory-mapped: `rag serve --workers N` keeps one copy of the index in memory, not N.
-        index = open_index(self.settings, encoder, mmap=True)
-        service = open_answer_service(self.settings, index, encoder)
-        service.ask("What is this corpus about?")  # fail here, not on a user's question
-        return service
-
-    def load(self) -> None:
-        self.service = self._open()
-
-    def loading_detail(self) -> str:
-        """What a request gets while the first load runs: a 503 that says why and for how long so far."""
-        return (
-            f"the service is starting: the model and the index are not loaded yet ({time.time() - self.started:.0f} s "
-            "so far); retry in a few seconds"
-        )
-
-    def reload(self) -> dict:
-        """Load the build the index link names now and swap it in; the old one serves until then.
-
-        Requests already running keep the service object they started with, so they finish
-        on the old index; a broken or incompatible new index raises and changes nothing.
-        """
-        old = self.service
-        target = Path(self.settings.index_dir).resolve().name
-        if old is not None and old.index.build_id == target:
-            return {"status": "unchanged", "build_id": target}
-        fresh = self._open(old.retriever.encoder if old is not None else None)
-        self.service = fresh  # one reference assignment: atomic for every reader
-        self.publish_index_metrics()
-        log.info("reloaded the index: build %s -> %s", old.index.build_id if old else None, fresh.index.build_id)
-        return {
-            "status": "reloaded",
-            "build_id": fresh.index.build_id,
-            "previous_build_id": old.index.build_id if old else None,
-            "articles": len(fresh.index.articles),
-            "chunks": len(fresh.index),
-        }
-
-    async def reload_async(self) -> dict:
-        async with self.reload_lock:  # one reload at a time; queries are not blocked meanwhile
-            return await anyio.to_thread.run_sync(self.reload)
-
-    def publish_index_metrics(self) -> None:
-        index = self.service.index
-        model = (index.manifest.get("model") or {}).get("name", "")
-        self.metrics.set_index(index.build_id, model, len(index.articles), len(index))
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run CPU-bound work in the bounded pool, giving up after the request timeout."""
-        try:
-            with anyio.fail_after(self.settings.request_timeout_s):
-                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self.limiter, abandon_on_cancel=True)
-        except TimeoutError:
-            raise HTTPException(
-                status_code=503,
-                detail=f"the request took longer than {self.settings.request_timeout_s:g} s; try again shortly",
-            ) from None
 
 
 def _install_sighup(state: AppState) -> bool:
@@ -203,8 +109,6 @@ def _error(status: int, detail: str, request: Request, headers: dict | None = No
     rid = getattr(request.state, "request_id", None) or request_id_var.get()
     body = {"detail": detail, "request_id": rid}
     if request.url.path.startswith("/v1/"):  # the OpenAI-compatible API: OpenAI's error shape too
-        from api.chat import error_body
-
         status = 400 if status == 422 else status  # OpenAI answers invalid parameters with 400
         body = {**error_body(status, detail, param), **body}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -257,19 +161,36 @@ def create_app(
     ``load_in_background`` start-up ends at once and ``/ready`` says 503 until they are loaded."""
     settings = settings or load_settings()
     state = AppState(settings, service)
+    app = _new_app(_lifespan(state, load_in_background))
+    app.state.ctx = state
+    _add_error_handlers(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware, state=state)
+    app.openapi = lambda: _deployment_openapi(app, state)
+    add_cors(app, settings)  # added last = outermost: every response, refusals included, gets CORS headers
+    return app
+
+
+#: The routes, in the order the schema lists them; the chat widget's page and assets at / come last.
+ROUTERS = (ask, search, passages, health, metrics, admin, chat, documents, widget)
+
+
+def _lifespan(state: AppState, load_in_background: bool):
+    """Start-up and shut-down: logging, SIGHUP, and the first load of the model and the index."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        configure_logging(settings.log_level)
+        configure_logging(state.settings.log_level)
         hangup = _install_sighup(state)
         loader = None
         if state.service is not None:
             await _after_first_load(state)
         elif load_in_background:
-            log.info("loading the model and the index at %s; /ready answers 503 until done", settings.index_dir)
+            log.info("loading the model and the index at %s; /ready answers 503 until done", state.settings.index_dir)
             loader = asyncio.get_running_loop().create_task(_load_in_background(state))
         else:
-            log.info("loading the model and the index at %s", settings.index_dir)
+            log.info("loading the model and the index at %s", state.settings.index_dir)
             await anyio.to_thread.run_sync(state.load)
             await _after_first_load(state)
         yield
@@ -278,8 +199,13 @@ def create_app(
         if hangup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
-    # /docs and /redoc serve Swagger UI and ReDoc from the installed fastapi-offline package, not a CDN.
-    app = FastAPIOffline(
+    return lifespan
+
+
+def _new_app(lifespan) -> FastAPI:
+    """The application with its title and description; /docs and /redoc serve Swagger UI and ReDoc
+    from the installed fastapi-offline package, not a CDN."""
+    return FastAPIOffline(
         title="Space diplomacy answers",
         version=__version__,
         summary="Cited, extractive answers from encyclopedia articles, with quotes a reader can check.",
@@ -291,7 +217,10 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    app.state.ctx = state
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal as ``{"detail", "request_id"}`` with the status it deserves; never a stack trace."""
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -326,20 +255,3 @@ def create_app(
             request_id_var.reset(token)
         headers = {"X-Request-ID": rid} if rid else None
         return _error(500, "internal error; quote the request id when reporting it", request, headers=headers)
-
-    from api.routes import admin, ask, chat, documents, health, metrics, passages, search
-
-    for module in (ask, search, passages, health, metrics, admin, chat, documents):
-        app.include_router(module.router)
-
-    app.add_middleware(RequestContextMiddleware, state=state)
-    app.openapi = lambda: _deployment_openapi(app, state)
-
-    # --- chat widget: the page and embed assets at /, and CORS for the sites allowed to embed it ---
-    from api.cors import add_cors
-    from api.routes import widget
-
-    app.include_router(widget.router)
-    add_cors(app, settings)  # added last = outermost: every response, refusals included, gets CORS headers
-    # --- end chat widget ---
-    return app

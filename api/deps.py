@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.app import AppState
+from api.state import AppState
 from api.security import PAGE_TOKEN_PREFIX, Principal
 from rag.answer import AnswerService
 

@@ -28,7 +28,9 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from eval.bench import _table, load_workload, machine_info, percentile, questions
+from eval.bench.workloads import load_workload, questions
+from eval.metrics import percentile
+from eval.report import machine_info, table
 
 
 def _best_rate(fn, n_items: int, rounds: int) -> float:
@@ -121,7 +123,7 @@ def _question_variants(qs: list[str], cache_dir: Path, rounds: int, log) -> list
                 started = time.perf_counter()
                 encoder.model.encode([q], normalize_embeddings=True, show_progress_bar=False)
                 times.append(time.perf_counter() - started)
-            return percentile(times, 0.5) * 1000
+            return percentile(times, 50) * 1000
         finally:
             torch.set_num_threads(encoder.threads)
 
@@ -170,11 +172,11 @@ def main(
     out = out or Path("artifacts/bench") / f"variants-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    typer.echo(_table(["variant", "passages/s", "cos fp32 mean", "cos fp32 min"],
-                      [[r["variant"], r["passages_per_s"], r["cos_fp32_mean"], r["cos_fp32_min"]] for r in results["passages"]]))  # fmt: skip
+    passages = [[r["variant"], r["passages_per_s"], r["cos_fp32_mean"], r["cos_fp32_min"]] for r in results["passages"]]
+    typer.echo(table(passages, ["variant", "passages/s", "cos fp32 mean", "cos fp32 min"]))
     typer.echo("")
-    typer.echo(_table(["variant", "p50 ms", "questions/s"],
-                      [[r["variant"], r.get("p50_ms", ""), r.get("questions_per_s", "")] for r in results["questions"]]))  # fmt: skip
+    asked = [[r["variant"], r.get("p50_ms", ""), r.get("questions_per_s", "")] for r in results["questions"]]
+    typer.echo(table(asked, ["variant", "p50 ms", "questions/s"]))
     typer.echo(f"\nresults: {out}")
 
 

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from eval.metrics import summary_ms
 
 QUESTIONS = [
     "When did the Soviet Union launch its first satellite?",
@@ -42,13 +43,6 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     builds: set[str] = field(default_factory=set)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def client(worker: int, http: httpx.AsyncClient, stop: float, tally: Tally, headers: dict) -> None:
@@ -139,13 +133,7 @@ async def run(args) -> dict:
         "statuses": tally.statuses,
         "builds_seen": sorted(tally.builds),
         "latency_ms": {
-            kind: {
-                "n": len(values),
-                "p50": round(percentile(values, 0.50) * 1000, 1),
-                "p95": round(percentile(values, 0.95) * 1000, 1),
-                "p99": round(percentile(values, 0.99) * 1000, 1),
-                "mean": round(statistics.fmean(values) * 1000, 1) if values else None,
-            }
+            kind: summary_ms(values, digits=1)
             for kind, values in tally.latencies.items()
         },
         "reindex": event,

@@ -128,11 +128,26 @@ def citation_problems(answer: str, abstained: bool, citations: Sequence[Mapping]
     return problems
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (linear interpolation, as numpy); 0 for no values."""
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile, ``q`` from 0 to 100 (as numpy: linear interpolation between the
+    closest ranks); None for no values, reported as n/a, never as a figure that looks measured.
+
+    The one percentile of the harness: the QA summary, the benchmarks and the load test use it.
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile q={q} is outside 0..100 (p95 is q=95)")
+    if not len(values):
+        return None
     import numpy as np
 
-    return float(np.percentile(values, q)) if len(values) else 0.0
+    return float(np.percentile(values, q))
+
+
+def summary_ms(seconds: Sequence[float], digits: int = 2) -> dict:
+    """Count, p50, p95, p99 and mean of durations in seconds, in milliseconds (None where there are none)."""
+    ms = [s * 1000 for s in seconds]
+    at = lambda q: None if not ms else round(percentile(ms, q), digits)  # noqa: E731
+    return {"n": len(ms), "p50": at(50), "p95": at(95), "p99": at(99), "mean": round(sum(ms) / len(ms), digits) if ms else None}
 
 
 def ratio(numerator: int, denominator: int) -> float | None:

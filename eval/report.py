@@ -1,4 +1,5 @@
-"""Readable reports: summary tables, the markdown table of failed questions, and comparisons of two runs."""
+"""Readable reports: text tables, the machine the figures belong to, the markdown table of failed questions,
+and comparisons of two runs."""
 
 from __future__ import annotations
 
@@ -25,11 +26,49 @@ def fmt(value) -> str:
     return str(value)
 
 
-def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    """A plain-text table with aligned columns."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    """A plain-text table with aligned columns under a dashed rule; an empty cell (None) shows as "-".
+
+    The one table renderer of the harness's reports (evaluation, benchmarks)."""
+    cells = [[str(c) for c in header], *(["-" if c is None else str(c) for c in row] for row in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *(line(r) for r in cells[1:])])
+
+
+#: Libraries whose versions the performance figures depend on.
+MEASURED_PACKAGES = (
+    "torch", "onnxruntime", "sentence-transformers", "transformers", "optimum", "optimum-onnx",
+    "faiss-cpu", "bm25s", "numpy", "fastapi", "uvicorn", "httpx",
+)  # fmt: skip
+
+
+def machine_info() -> dict:
+    """Cores, CPU model and vector extensions, memory, load and library versions: the context of every
+    figure a benchmark reports (the one machine description of the harness, from ``core.machine``)."""
+    import platform
+
+    from core.machine import cpu_flags, cpu_model, package_versions
+
+    model, flags = cpu_model(), cpu_flags()
+    mem_total = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_total = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model,
+        "vector_extensions": sorted(f for f in flags if f in {"avx", "avx2", "fma", "avx_vnni", "f16c"} or f.startswith("avx512")),
+        "memory_gib": mem_total,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "versions": package_versions(MEASURED_PACKAGES),
+    }
 
 
 def summary_table(summary: Mapping[str, object]) -> str:

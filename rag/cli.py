@@ -1,4 +1,6 @@
-"""The ``rag`` command line: index, search, ask, serve, eval, bench.
+"""The ``rag`` command line: index, add, documents, search, ask here; serve, mcp, eval, bench and tune
+registered by name (``LAZY_COMMANDS``) and imported from their own packages only when they run, so that
+``rag --help`` and ``rag search`` load neither the API nor the evaluation harness.
 
 Errors end a command with one line on stderr and a non-zero exit code, never a traceback
 (set ``RAG_DEBUG=1`` to see one).
@@ -6,20 +8,88 @@ Errors end a command with one line on stderr and a non-zero exit code, never a t
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from corpus.loader import CorpusError
 from core.errors import RagError
 
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command whose module is imported only when it runs: ``rag --help`` lists it from ``help``
+    (its one-line help, pinned to the command's own by a test), so listing commands imports nothing."""
+
+    target: str  # "module:attribute": a ``typer.Typer`` (a group) or a command function
+    help: str
+
+    def load(self, name: str) -> click.Command:
+        """Import the command and make it what ``app.add_typer`` / ``app.command`` made of it."""
+        module, attribute = self.target.split(":")
+        obj = getattr(importlib.import_module(module), attribute)
+        holder = typer.Typer(add_completion=False, rich_markup_mode=None)
+        if isinstance(obj, typer.Typer):
+            holder.add_typer(obj, name=name)
+            return typer.main.get_command(holder).commands[name]
+        holder.command(name)(obj)  # a command function
+        return typer.main.get_command(holder)
+
+
+#: The commands that live above this package: the service's interfaces (api/), the harness (eval/),
+#: and fine-tuning. Each is registered here by name and loaded only when used.
+LAZY_COMMANDS: dict[str, LazyCommand] = {
+    "serve": LazyCommand("api.cli:serve_command", "Serve the HTTP API and the chat widget."),
+    "mcp": LazyCommand(
+        "api.cli:mcp_command", "Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."
+    ),
+    "tune": LazyCommand(
+        "rag.tune_cli:tune_command", "Fine-tune the bundled encoder on labelled questions and write a model folder with a model card."
+    ),
+    "eval": LazyCommand(
+        "eval.cli:eval_app", "Evaluate retrieval and answers: the QA set, BEIR benchmarks, comparisons, calibration."
+    ),
+    "bench": LazyCommand("eval.bench.cli:bench_app", "Performance benchmarks: print tables and write JSON (figures, never pass/fail)."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The ``rag`` group: its own commands, then :data:`LAZY_COMMANDS`, imported on first use."""
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*(name for name in super().list_commands(ctx) if name not in LAZY_COMMANDS), *LAZY_COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = LAZY_COMMANDS.get(cmd_name)
+        if lazy is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # `rag --help`: the one line, without importing the command's module
+            return click.Command(cmd_name, help=lazy.help)
+        self.commands[cmd_name] = lazy.load(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
     name="rag",
+    cls=LazyGroup,
     help="Cited question answering over encyclopedia articles.",
     no_args_is_help=True,
     add_completion=False,
@@ -41,7 +111,8 @@ ModelOpt = Annotated[
 ]
 
 
-def _settings(**overrides):
+def settings_from(**overrides):
+    """The settings of this run: the environment's, with the command's options on top."""
     from rag.settings import load_settings
 
     return load_settings(**overrides)
@@ -63,7 +134,7 @@ def index(
     """Build (or refresh) the index of a corpus. Unchanged text is never embedded twice."""
     from rag.service import index_corpus
 
-    settings = _settings(
+    settings = settings_from(
         corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend, model_path=model
     )
     report = index_corpus(
@@ -126,7 +197,7 @@ def add(
     from rag.documents import add_documents
     from rag.service import index_corpus
 
-    settings = _settings(corpus_dir=corpus, index_dir=index_dir, encoder_backend=backend)
+    settings = settings_from(corpus_dir=corpus, index_dir=index_dir, encoder_backend=backend)
     for path in files:
         if not path.is_file():
             raise CorpusError(path, "no such file")
@@ -151,7 +222,7 @@ def documents(index_dir: IndexDirOpt = None, as_json: JsonOpt = False) -> None:
     from rag.documents import list_documents
     from rag.index import load_index
 
-    settings = _settings(index_dir=index_dir)
+    settings = settings_from(index_dir=index_dir)
     docs = list_documents(load_index(settings.index_dir, None, verify=False, mmap=True))
     if as_json:
         typer.echo(json.dumps([asdict(d) for d in docs], ensure_ascii=False, indent=2))
@@ -261,7 +332,7 @@ def search(
 
         payload = remote.search(url, query, k=k, mode=mode, filters=filters)
     else:
-        payload = _local_search(_settings(index_dir=index_dir, model_path=model), query, k, mode, filters)
+        payload = _local_search(settings_from(index_dir=index_dir, model_path=model), query, k, mode, filters)
     if as_json:
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
@@ -301,7 +372,7 @@ def _print_answer(answer: dict) -> None:
 def _local_answer(settings, encoder, question: str, k: int, mode: str, history: list[str]) -> dict:
     """Answer in this process."""
     _check_mode(mode)
-    from api.schemas import AskResponse
+    from rag.payloads import AskResponse
     from rag.service import open_answer_service, open_index
 
     _announce_loading(settings)
@@ -321,9 +392,9 @@ def ask(
     model: ModelOpt = None,
 ) -> None:
     """A cited answer to a question, or a plain statement that the corpus does not cover it."""
-    settings = None if url else _settings(index_dir=index_dir, model_path=model)
+    settings = None if url else settings_from(index_dir=index_dir, model_path=model)
     encoder = None if url else _loading_query_encoder(settings)
-    from api.schemas import MAX_QUESTION_CHARS, clean_text
+    from rag.payloads import MAX_QUESTION_CHARS, clean_text
 
     question = clean_text(question)
     if not question:  # refused before the model loads, not after
@@ -342,145 +413,6 @@ def ask(
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
     else:
         _print_answer(answer)
-
-
-def index_is_current(settings) -> bool:
-    """Whether the index exists and was built from the configured corpus, chunker and model."""
-    from corpus.loader import corpus_fingerprint, load_corpus
-    from rag.index import read_manifest
-    from rag.service import make_encoder
-    from rag.tokens import ENCODING_NAME
-
-    try:
-        manifest = read_manifest(settings.index_dir)
-    except RagError:
-        return False
-    encoder = make_encoder(settings)  # cheap: the model itself loads lazily
-    if (manifest.get("model") or {}).get("name") != encoder.name or manifest["model"].get("dim") != encoder.dim:
-        return False
-    expected_chunker = {"max_tokens": settings.max_tokens, "overlap_tokens": settings.overlap_tokens, "tokenizer": ENCODING_NAME}
-    chunker = {k: manifest.get("chunker", {}).get(k) for k in expected_chunker}
-    if chunker != expected_chunker:
-        return False
-    return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(load_corpus(settings.corpus_dir))
-
-
-def _shared_metrics_dir(workers: int):
-    """With several workers, a fresh folder where each one writes its metrics, so that /metrics
-    sums them (prometheus_client's multiprocess mode); None with one worker or a folder set by hand."""
-    from api.metrics import MULTIPROC_ENV
-
-    if workers < 2 or os.environ.get(MULTIPROC_ENV):
-        return None
-    import atexit
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="rag-metrics-")
-    os.environ[MULTIPROC_ENV] = folder  # the workers inherit it
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
-
-
-@app.command()
-def serve(
-    host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind [env RAG_HOST; default 127.0.0.1].")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port [env RAG_PORT; default 8000].")] = None,
-    workers: Annotated[
-        Optional[str], typer.Option("--workers", help="Worker processes, 1-64 or auto (one per core, bounded by memory) [env RAG_WORKERS; default auto].")
-    ] = None,
-    index_dir: IndexDirOpt = None,
-    corpus: CorpusOpt = None,
-    build_if_missing: Annotated[
-        bool, typer.Option("--build-if-missing", help="Build the index first when it is missing or older than the corpus.")
-    ] = False,
-    backend: BackendOpt = None,
-    model: ModelOpt = None,
-) -> None:
-    """Serve the HTTP API and the chat widget."""
-    from rag.index import read_manifest, verify_files
-
-    settings = _settings(
-        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model
-    )
-    if build_if_missing and not index_is_current(settings):
-        from rag.service import index_corpus
-
-        typer.echo(f"building the index of {settings.corpus_dir} ...", err=True)
-        report = index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True))
-        typer.echo(f"indexed {report.articles} articles into {report.chunks} chunks in {report.seconds:.1f} s", err=True)
-        prepare_query_encoder(settings)
-    # Refuse to start on a missing or damaged index or unusable keys, with one clear line.
-    build_dir = settings.index_dir.resolve()
-    verify_files(build_dir, read_manifest(build_dir))
-    from api.security import KeyRing
-
-    KeyRing.from_settings(settings)
-    # Worker processes read their settings from the environment.
-    # Absolute, but not resolved: the index path is a link that re-indexing moves, and a
-    # reload must follow it to the new build.
-    os.environ.update(
-        {
-            "RAG_INDEX_DIR": os.path.abspath(settings.index_dir),
-            "RAG_CORPUS_DIR": os.path.abspath(settings.corpus_dir),
-            "RAG_CACHE_DIR": os.path.abspath(settings.cache_dir),
-            "RAG_ENCODER_BACKEND": settings.encoder_backend,
-        }
-    )
-    if settings.model_path:
-        os.environ["RAG_MODEL_PATH"] = os.path.abspath(settings.model_path)
-    if settings.encoder == "minilm" and settings.encoder_backend != "torch":
-        # Export the ONNX model here, once, rather than in every worker at start-up.
-        from embeddings.onnx import ensure_export
-        from rag.service import make_encoder
-
-        export_args = make_encoder(settings).export_args()
-        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True), **export_args)
-    from api.serving import run
-    from rag.settings import worker_count
-
-    workers = worker_count(settings)
-    auto = " (auto)" if settings.workers == "auto" else ""
-    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {workers}{auto})", err=True)
-    _shared_metrics_dir(workers)
-    run(settings.model_copy(update={"workers": workers}))
-
-
-@app.command("mcp")
-def mcp_command(
-    index_dir: IndexDirOpt = None,
-    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.")] = False,
-    host: Annotated[str, typer.Option("--host", help="Interface for --http.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --http.")] = 8001,
-) -> None:
-    """Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."""
-    from rag.index import read_manifest
-
-    settings = _settings(index_dir=index_dir)
-    read_manifest(settings.index_dir.resolve())  # no index: one line now, not an error on the first call
-    from api.mcp_server import create_server
-
-    server = create_server(settings)
-    if http:
-        typer.echo(f"MCP over streamable HTTP at http://{host}:{port}/mcp", err=True)
-        server.run("streamable-http", host=host, port=port)
-    else:
-        server.run()  # stdio: stdout carries the protocol, so nothing else may print there
-
-
-# `rag eval qa|beir|compare|calibrate` (eval/cli.py) and `rag bench [scale]` (eval/bench.py, eval/scale.py)
-from eval.cli import eval_app  # noqa: E402
-
-app.add_typer(eval_app, name="eval")
-
-from eval.bench import bench_app  # noqa: E402
-
-app.add_typer(bench_app, name="bench")
-
-# `rag tune` (rag/tune_cli.py): adapt the encoder to labelled questions
-from rag.tune_cli import tune_command  # noqa: E402
-
-app.command("tune")(tune_command)
 
 
 def main() -> None:

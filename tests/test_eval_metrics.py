@@ -137,9 +137,31 @@ def test_abstention_precision_and_recall():
 
 
 def test_percentile():
+    """The one percentile of the harness: q from 0 to 100, linear between ranks, None for no values."""
     assert m.percentile([10, 20, 30, 40], 50) == 25
     assert m.percentile([1.0] * 19 + [100.0], 95) == pytest.approx(5.95)
-    assert m.percentile([], 95) == 0.0
+    values = [0.4, 0.1, 0.3, 0.2]
+    assert m.percentile(values, 0) == 0.1 and m.percentile(values, 100) == 0.4
+    assert abs(m.percentile(values, 50) - 0.25) < 1e-12
+    assert m.percentile([], 95) is None
+    with pytest.raises(ValueError, match="0..100"):
+        m.percentile(values, 0.95 * 1000)
+
+
+def test_latency_summary_in_milliseconds():
+    assert m.summary_ms([0.001, 0.002, 0.003, 0.004]) == {"n": 4, "p50": 2.5, "p95": 3.85, "p99": 3.97, "mean": 2.5}
+    assert m.summary_ms([]) == {"n": 0, "p50": None, "p95": None, "p99": None, "mean": None}
+
+
+def test_one_table_renderer_aligns_columns_and_marks_empty_cells():
+    from eval.report import table
+
+    assert table([["a", None], ["long name", 1.5]], ["name", "value"]).splitlines() == [
+        "name       value",
+        "---------  -----",
+        "a          -",
+        "long name  1.5",
+    ]
 
 
 def _result(qid, kind, answerable, abstained, support, problems=()):

@@ -5,17 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from corpus import load_corpus
-from eval.bench import percentile, synthetic_articles
-from eval.scale import exact_top, synthetic_vectors
+from eval.bench.scale import exact_top, synthetic_vectors
+from eval.bench.workloads import synthetic_articles
 
 from conftest import write_files
-
-
-def test_percentile_interpolates_between_ranks():
-    values = [0.4, 0.1, 0.3, 0.2]
-    assert percentile(values, 0.0) == 0.1 and percentile(values, 1.0) == 0.4
-    assert abs(percentile(values, 0.5) - 0.25) < 1e-12
-    assert np.isnan(percentile([], 0.5))
 
 
 def test_synthetic_articles_are_deterministic_and_parse(tmp_path):

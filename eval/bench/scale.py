@@ -24,6 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench.memory import mapping_mb, process_mb
+from eval.metrics import percentile
+from eval.report import machine_info, table
+
 DIM = 384
 CENTRES = 2000
 SPREAD = 0.06  # noise per coordinate around a centre; gives neighbours at cosine 0.3-0.9, as real chunks have
@@ -57,37 +61,6 @@ def exact_top(base: np.ndarray, queries: np.ndarray, k: int = 10, block: int = 2
     return best_i
 
 
-def _mem(pid: int | str = "self") -> dict:
-    out = {}
-    for path, keys in ((f"/proc/{pid}/status", ("VmRSS", "RssAnon", "RssFile", "VmHWM")), (f"/proc/{pid}/smaps_rollup", ("Pss",))):
-        try:
-            for line in Path(path).read_text().splitlines():
-                key = line.split(":")[0]
-                if key in keys:
-                    out[key] = int(line.split()[1]) / 1024
-        except OSError:
-            pass
-    return out
-
-
-def _mapping_mb(path: str, pid: int | str = "self") -> dict:
-    """RSS and PSS of a process's mappings of one file, or of every file under a folder (/proc/<pid>/smaps)."""
-    rss = pss = 0.0
-    inside = False
-    try:
-        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-            if not line[:1].isupper() or " kB" not in line:  # a mapping's header line
-                name = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
-                inside = name == path or name.startswith(path.rstrip("/") + "/")
-            elif inside and line.startswith("Rss:"):
-                rss += int(line.split()[1]) / 1024
-            elif inside and line.startswith("Pss:"):
-                pss += int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return {"rss": rss, "pss": pss}
-
-
 def _child_load(path: str, params: dict, mmap: bool, n_queries: int) -> None:
     """In a fresh process: open the index, search, report memory, then wait so a sibling can be measured alongside."""
     import faiss  # noqa: F401  # imported before the first measurement: only the index should count
@@ -95,14 +68,14 @@ def _child_load(path: str, params: dict, mmap: bool, n_queries: int) -> None:
     from embeddings.vectorstore import VectorStore, VectorStoreParams
 
     queries = synthetic_vectors(n_queries, seed=99)
-    before = _mem()
+    before = process_mb()
     store = VectorStore.load(Path(path), VectorStoreParams(**params), mmap=mmap)
     for q in queries:
         store.search(q, 100)
     print(json.dumps({"event": "ready"}), flush=True)
     sys.stdin.readline()  # the parent measures both processes while they are alive
-    after = _mem()
-    mapped = _mapping_mb(str(Path(path).resolve()))
+    after = process_mb()
+    mapped = mapping_mb(str(Path(path).resolve()))
     print(json.dumps({"before": before, "after": after, "mapped": mapped, "vectors": len(store)}), flush=True)
     sys.stdin.readline()  # stay alive until every sibling has been measured
 
@@ -111,7 +84,7 @@ def memory_of_processes(path: Path, params: dict, mmap: bool, processes: int = 2
     """Memory of ``processes`` processes that opened the same index file at once."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "eval.scale", "load", str(path), json.dumps(params), "1" if mmap else "0", str(n_queries)],
+            [sys.executable, "-m", "eval.bench.scale", "load", str(path), json.dumps(params), "1" if mmap else "0", str(n_queries)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -181,8 +154,8 @@ def bench_size(n: int, kind: str, params, tmp: Path, n_queries: int, log) -> dic
         "build_vectors_per_s": round(n / build_s, 1),
         "file_bytes_per_vector": round(path.stat().st_size / n, 1),
         "memory_bytes_per_vector": round(memory["index_rss_mb"] * 1024 * 1024 / n, 1),
-        "search_p50_ms": round(float(np.percentile(times, 50)) * 1000, 3),
-        "search_p95_ms": round(float(np.percentile(times, 95)) * 1000, 3),
+        "search_p50_ms": round(percentile(times, 50) * 1000, 3),
+        "search_p95_ms": round(percentile(times, 95) * 1000, 3),
         "recall_at_10": round(float(np.mean(hits)), 4),
         "queries": n_queries,
         "path": str(path),
@@ -199,7 +172,6 @@ def run_scale(sizes: list[int], settings, out: Path | None, n_queries: int = 200
     import faiss
 
     from embeddings.vectorstore import VectorStoreParams, choose_kind
-    from eval.bench import machine_info
 
     threads = settings.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
@@ -243,8 +215,6 @@ def run_scale(sizes: list[int], settings, out: Path | None, n_queries: int = 200
 
 
 def render(results: dict) -> str:
-    from eval.bench import _table
-
     m = results["machine"]
     lines = [
         f"machine: {m['cores']} cores ({m['cpu_model']}), threads {results['threads']}, load {m['load_average']} -> "
@@ -255,7 +225,7 @@ def render(results: dict) -> str:
          r["memory_bytes_per_vector"], r["file_bytes_per_vector"], r["search_p50_ms"], r["search_p95_ms"], r["recall_at_10"]]  # fmt: skip
         for r in results["runs"]
     ]
-    lines.append(_table(["vectors", "index", "build s", "vectors/s", "B/vector RAM", "B/vector file", "p50 ms", "p95 ms", "recall@10"], rows))
+    lines.append(table(rows, ["vectors", "index", "build s", "vectors/s", "B/vector RAM", "B/vector file", "p50 ms", "p95 ms", "recall@10"]))
     share = results.get("sharing")
     if share:
         lines.append(f"\ntwo processes with the {share['vectors']:,}-vector HNSW index ({share['file_mb']} MB file) open:")
@@ -265,7 +235,7 @@ def render(results: dict) -> str:
             for i, p in enumerate(share[key])
         ]
         lines.append(
-            _table(["load", "process", "RSS MB", "PSS MB", "index map RSS MB", "index map PSS MB", "private index copy MB"], rows)
+            table(rows, ["load", "process", "RSS MB", "PSS MB", "index map RSS MB", "index map PSS MB", "private index copy MB"])
         )
     return "\n".join(lines)
 

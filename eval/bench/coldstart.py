@@ -9,6 +9,7 @@ import resource
 import subprocess
 import sys
 import time
+from statistics import median
 from pathlib import Path
 
 RAG_BIN = Path(sys.executable).parent / "rag"
@@ -26,12 +27,6 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
         raise RuntimeError(f"rag {' '.join(args)} failed: {proc.stderr.strip()[-300:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def bench_cli(index_dir: Path, cache_dir: Path, backend: str, runs: int, log) -> dict:
@@ -55,10 +50,10 @@ def bench_cli(index_dir: Path, cache_dir: Path, backend: str, runs: int, log) ->
             times[name].append(_run(args, env))
     out: dict = {"runs": runs, "backend": backend}
     for name, pairs in times.items():
-        out[name] = {"wall_s": round(_median([w for w, _ in pairs]), 3), "cpu_s": round(_median([c for _, c in pairs]), 3)}
+        out[name] = {"wall_s": round(median([w for w, _ in pairs]), 3), "cpu_s": round(median([c for _, c in pairs]), 3)}
         if name != "help":
-            out[name]["wall_x_help"] = round(_median([w / h for (w, _), (h, _) in zip(pairs, times["help"])]), 2)
-            out[name]["cpu_x_help"] = round(_median([c / h for (_, c), (_, h) in zip(pairs, times["help"])]), 2)
+            out[name]["wall_x_help"] = round(median([w / h for (w, _), (h, _) in zip(pairs, times["help"])]), 2)
+            out[name]["cpu_x_help"] = round(median([c / h for (_, c), (_, h) in zip(pairs, times["help"])]), 2)
     for name in ("search", "ask"):
         log(f"  rag {name:<6} {out[name]['wall_s']:.3f} s wall ({out[name]['wall_x_help']}x rag --help), "
             f"{out[name]['cpu_s']:.3f} s cpu ({out[name]['cpu_x_help']}x)")  # fmt: skip

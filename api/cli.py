@@ -1,0 +1,155 @@
+"""``rag serve`` and ``rag mcp``: the commands that run the service's interfaces (HTTP API, MCP server).
+
+Registered into the one ``rag`` command by ``rag/cli.py`` and imported only when one of them runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from core.errors import RagError
+from rag.cli import BackendOpt, CorpusOpt, IndexDirOpt, ModelOpt, prepare_query_encoder, settings_from
+
+
+def index_is_current(settings) -> bool:
+    """Whether the index exists and was built from the configured corpus, chunker and model."""
+    from corpus.loader import corpus_fingerprint, load_corpus
+    from rag.index import read_manifest
+    from rag.service import make_encoder
+    from rag.tokens import ENCODING_NAME
+
+    try:
+        manifest = read_manifest(settings.index_dir)
+    except RagError:
+        return False
+    encoder = make_encoder(settings)  # cheap: the model itself loads lazily
+    if (manifest.get("model") or {}).get("name") != encoder.name or manifest["model"].get("dim") != encoder.dim:
+        return False
+    expected_chunker = {"max_tokens": settings.max_tokens, "overlap_tokens": settings.overlap_tokens, "tokenizer": ENCODING_NAME}
+    chunker = {k: manifest.get("chunker", {}).get(k) for k in expected_chunker}
+    if chunker != expected_chunker:
+        return False
+    return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(load_corpus(settings.corpus_dir))
+
+
+def _shared_metrics_dir(workers: int):
+    """With several workers, a fresh folder where each one writes its metrics, so that /metrics
+    sums them (prometheus_client's multiprocess mode); None with one worker or a folder set by hand."""
+    from api.metrics import MULTIPROC_ENV
+
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        return None
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rag-metrics-")
+    os.environ[MULTIPROC_ENV] = folder  # the workers inherit it
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def serve_command(
+    host: Annotated[Optional[str], typer.Option("--host", help="Interface to bind [env RAG_HOST; default 127.0.0.1].")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port [env RAG_PORT; default 8000].")] = None,
+    workers: Annotated[
+        Optional[str], typer.Option("--workers", help="Worker processes, 1-64 or auto (one per core, bounded by memory) [env RAG_WORKERS; default auto].")
+    ] = None,
+    index_dir: IndexDirOpt = None,
+    corpus: CorpusOpt = None,
+    build_if_missing: Annotated[
+        bool, typer.Option("--build-if-missing", help="Build the index first when it is missing or older than the corpus.")
+    ] = False,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Serve the HTTP API and the chat widget."""
+    settings = settings_from(
+        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model
+    )
+    if build_if_missing and not index_is_current(settings):
+        _build_index(settings)
+    _refuse_unservable(settings)
+    _hand_settings_to_workers(settings)
+    _export_once(settings)
+    from api.serving import run
+    from rag.settings import worker_count
+
+    workers = worker_count(settings)
+    auto = " (auto)" if settings.workers == "auto" else ""
+    typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {workers}{auto})", err=True)
+    _shared_metrics_dir(workers)
+    run(settings.model_copy(update={"workers": workers}))
+
+
+def _build_index(settings) -> None:
+    """``--build-if-missing``: index the corpus before serving it."""
+    from rag.service import index_corpus
+
+    typer.echo(f"building the index of {settings.corpus_dir} ...", err=True)
+    report = index_corpus(settings, warn=lambda message: typer.echo(f"warning: {message}", err=True))
+    typer.echo(f"indexed {report.articles} articles into {report.chunks} chunks in {report.seconds:.1f} s", err=True)
+    prepare_query_encoder(settings)
+
+
+def _refuse_unservable(settings) -> None:
+    """Refuse to start on a missing or damaged index or unusable keys, with one clear line."""
+    from api.security import KeyRing
+    from rag.index import read_manifest, verify_files
+
+    build_dir = settings.index_dir.resolve()
+    verify_files(build_dir, read_manifest(build_dir))
+    KeyRing.from_settings(settings)
+
+
+def _hand_settings_to_workers(settings) -> None:
+    """Worker processes read their settings from the environment.
+
+    Absolute, but not resolved: the index path is a link that re-indexing moves, and a
+    reload must follow it to the new build.
+    """
+    os.environ.update(
+        {
+            "RAG_INDEX_DIR": os.path.abspath(settings.index_dir),
+            "RAG_CORPUS_DIR": os.path.abspath(settings.corpus_dir),
+            "RAG_CACHE_DIR": os.path.abspath(settings.cache_dir),
+            "RAG_ENCODER_BACKEND": settings.encoder_backend,
+        }
+    )
+    if settings.model_path:
+        os.environ["RAG_MODEL_PATH"] = os.path.abspath(settings.model_path)
+
+
+def _export_once(settings) -> None:
+    """Export the ONNX model here, once, rather than in every worker at start-up."""
+    if settings.encoder != "minilm" or settings.encoder_backend == "torch":
+        return
+    from embeddings.onnx import ensure_export
+    from rag.service import make_encoder
+
+    export_args = make_encoder(settings).export_args()
+    ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True), **export_args)
+
+
+def mcp_command(
+    index_dir: IndexDirOpt = None,
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Interface for --http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --http.")] = 8001,
+) -> None:
+    """Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."""
+    from rag.index import read_manifest
+
+    settings = settings_from(index_dir=index_dir)
+    read_manifest(settings.index_dir.resolve())  # no index: one line now, not an error on the first call
+    from api.mcp_server import create_server
+
+    server = create_server(settings)
+    if http:
+        typer.echo(f"MCP over streamable HTTP at http://{host}:{port}/mcp", err=True)
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run()  # stdio: stdout carries the protocol, so nothing else may print there

@@ -1,5 +1,6 @@
 """The evaluation harness: the team's QA set, BEIR benchmarks, reports and comparisons (``rag eval``),
-the performance benchmarks (``eval.bench``: ``rag bench``), the load test, sweeps and encoder variants.
+the performance benchmarks (``eval.bench``: ``rag bench``), fine-tuning the encoder on labelled sets
+(``eval.tune``: ``rag tune``), the load test, sweeps and encoder variants.
 
 May import ``core``, ``corpus``, ``embeddings`` and ``rag``; never ``api``: a running service is measured
 from outside, by starting ``rag serve`` as a subprocess (``eval.live_server``) and talking HTTP to it.

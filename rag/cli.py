@@ -53,7 +53,7 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "api.cli:mcp_command", "Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."
     ),
     "tune": LazyCommand(
-        "rag.tune_cli:tune_command", "Fine-tune the bundled encoder on labelled questions and write a model folder with a model card."
+        "eval.tune.cli:tune_command", "Fine-tune the bundled encoder on labelled questions and write a model folder with a model card."
     ),
     "eval": LazyCommand(
         "eval.cli:eval_app", "Evaluate retrieval and answers: the QA set, BEIR benchmarks, comparisons, calibration."

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         # A tuned model's dense ranking is stronger than the bundled one's; ``rag tune`` records
         # the fusion weight its validation part preferred, used unless RAG_ALPHA is set.
         if self.model_path is not None and "alpha" not in self.model_fields_set:
-            from rag.tune_data import recommended_alpha
+            from rag.tuned import recommended_alpha
 
             alpha = recommended_alpha(self.model_path)
             if alpha is not None:

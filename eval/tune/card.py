@@ -8,7 +8,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from rag.tune import METRIC, TUNE_META, TuneConfig, TuneReport
+from eval.tune.config import METRIC, TuneConfig, TuneReport
+from rag.tuned import TUNE_META
 
 
 def write_card(folder: Path, report: TuneReport, config: TuneConfig) -> None:

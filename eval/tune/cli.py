@@ -46,8 +46,9 @@ def tune_command(
     """
     from embeddings.minilm import MiniLMEncoder
     from rag.settings import load_settings
-    from rag.tune import TuneConfig, check_output, tune
-    from rag.tune_data import load_beir_set, load_qa_set
+    from eval.tune.config import TuneConfig
+    from eval.tune.data import load_beir_set, load_qa_set
+    from eval.tune.train import check_output, tune
 
     config = TuneConfig(
         epochs=epochs,

@@ -85,6 +85,14 @@ def create_server(settings: Settings) -> MCPServer:
     """An MCP server over the index that ``settings`` names."""
     service = _Service(settings)
     server = MCPServer("space-diplomacy-answers", title="Space diplomacy answers", instructions=INSTRUCTIONS)
+    _add_ask(server, service)
+    _add_search(server, service)
+    _add_passages(server, service)
+    return server
+
+
+def _add_ask(server: MCPServer, service: _Service) -> None:
+    """The tool ``ask``: the body of ``POST /ask`` as structured content, and as text."""
 
     @server.tool(
         title="Answer a question with cited quotes",
@@ -121,6 +129,10 @@ def create_server(settings: Settings) -> MCPServer:
             raise ToolError(str(exc)) from None
         return CallToolResult(content=[TextContent(type="text", text=answer_text(body))], structured_content=body)
 
+
+def _add_search(server: MCPServer, service: _Service) -> None:
+    """The tool ``search``: the body of ``GET /search``."""
+
     @server.tool(title="Search the articles", description="Ranked passages for a query, with breadcrumbs and scores.")
     async def search(
         query: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The query.")],
@@ -144,6 +156,10 @@ def create_server(settings: Settings) -> MCPServer:
         except QueryError as exc:
             raise ToolError(str(exc)) from None
 
+
+def _add_passages(server: MCPServer, service: _Service) -> None:
+    """Passages as resources, ``passage://<passage_id>``: the body of ``GET /passages/{id}``."""
+
     @server.resource(
         PASSAGE_URI,
         name="passage",
@@ -156,5 +172,3 @@ def create_server(settings: Settings) -> MCPServer:
         if detail is None:
             raise ResourceNotFoundError(f"no passage with id '{passage_id}'")
         return detail.model_dump_json()
-
-    return server

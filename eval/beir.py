@@ -354,6 +354,27 @@ class BeirResult:
         }
 
 
+def _index_logged(dataset: BeirDataset, settings, encoder, index_dir, progress, log):
+    """Index the dataset's corpus with the product pipeline; the index, its report and the seconds it took."""
+    t = time.perf_counter()
+    index, report = index_dataset(dataset, settings, encoder, index_dir=index_dir, progress=progress, log=log)
+    index_seconds = time.perf_counter() - t
+    log(
+        f"indexed {report.articles} documents as {report.chunks} chunks (embedded {report.embedded}, "
+        f"cached {report.cached}) in {index_seconds:.1f} s"
+    )
+    return index, report, index_seconds
+
+
+def _unindexed_relevant(dataset: BeirDataset, index) -> str | None:
+    """A warning when relevant judgements name documents the index does not hold (they can never be found)."""
+    corpus_ids = {c.article for c in index.chunks}
+    missing_docs = sum(1 for docs in dataset.qrels.values() for d, r in docs.items() if r > 0 and d not in corpus_ids)
+    if missing_docs:
+        return f"{missing_docs} relevant judgement(s) name documents that are not in the indexed corpus"
+    return None
+
+
 def run_beir(
     root: str | Path,
     settings,
@@ -384,18 +405,11 @@ def run_beir(
         log(f"warning: {warning}")
     log(f"{dataset.name} [{split}]: {len(dataset.queries)} judged queries, {sum(map(len, dataset.qrels.values()))} judgements")
     encoder = encoder or make_encoder(settings)
-    t = time.perf_counter()
-    index, report = index_dataset(dataset, settings, encoder, index_dir=index_dir, progress=progress, log=log)
-    index_seconds = time.perf_counter() - t
-    log(
-        f"indexed {report.articles} documents as {report.chunks} chunks (embedded {report.embedded}, "
-        f"cached {report.cached}) in {index_seconds:.1f} s"
-    )
-    corpus_ids = {c.article for c in index.chunks}
-    missing_docs = sum(1 for docs in dataset.qrels.values() for d, r in docs.items() if r > 0 and d not in corpus_ids)
+    index, report, index_seconds = _index_logged(dataset, settings, encoder, index_dir, progress, log)
     warnings = list(dataset.warnings)
-    if missing_docs:
-        warnings.append(f"{missing_docs} relevant judgement(s) name documents that are not in the indexed corpus")
+    missing = _unindexed_relevant(dataset, index)
+    if missing:
+        warnings.append(missing)
         log(f"warning: {warnings[-1]}")
     retriever = Retriever(
         index,

@@ -1,5 +1,5 @@
 """The ``rag`` command line: index, add, documents, search, ask here; serve, mcp, eval, bench and tune
-registered by name (``LAZY_COMMANDS``) and imported from their own packages only when they run, so that
+registered by name (``rag.commands``) and imported from their own packages only when they run, so that
 ``rag --help`` and ``rag search`` load neither the API nor the evaluation harness.
 
 Errors end a command with one line on stderr and a non-zero exit code, never a traceback
@@ -8,84 +8,18 @@ Errors end a command with one line on stderr and a non-zero exit code, never a t
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
-from typer.core import TyperGroup
 
 from corpus.loader import CorpusError
 from core.errors import RagError
-
-
-@dataclass(frozen=True)
-class LazyCommand:
-    """A command whose module is imported only when it runs: ``rag --help`` lists it from ``help``
-    (its one-line help, pinned to the command's own by a test), so listing commands imports nothing."""
-
-    target: str  # "module:attribute": a ``typer.Typer`` (a group) or a command function
-    help: str
-
-    def load(self, name: str) -> click.Command:
-        """Import the command and make it what ``app.add_typer`` / ``app.command`` made of it."""
-        module, attribute = self.target.split(":")
-        obj = getattr(importlib.import_module(module), attribute)
-        holder = typer.Typer(add_completion=False, rich_markup_mode=None)
-        if isinstance(obj, typer.Typer):
-            holder.add_typer(obj, name=name)
-            return typer.main.get_command(holder).commands[name]
-        holder.command(name)(obj)  # a command function
-        return typer.main.get_command(holder)
-
-
-#: The commands that live above this package: the service's interfaces (api/), the harness (eval/),
-#: and fine-tuning. Each is registered here by name and loaded only when used.
-LAZY_COMMANDS: dict[str, LazyCommand] = {
-    "serve": LazyCommand("api.cli:serve_command", "Serve the HTTP API and the chat widget."),
-    "mcp": LazyCommand(
-        "api.cli:mcp_command", "Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."
-    ),
-    "tune": LazyCommand(
-        "eval.tune.cli:tune_command", "Fine-tune the bundled encoder on labelled questions and write a model folder with a model card."
-    ),
-    "eval": LazyCommand(
-        "eval.cli:eval_app", "Evaluate retrieval and answers: the QA set, BEIR benchmarks, comparisons, calibration."
-    ),
-    "bench": LazyCommand("eval.bench.cli:bench_app", "Performance benchmarks: print tables and write JSON (figures, never pass/fail)."),
-}
-
-
-class LazyGroup(TyperGroup):
-    """The ``rag`` group: its own commands, then :data:`LAZY_COMMANDS`, imported on first use."""
-
-    _listing = False
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*(name for name in super().list_commands(ctx) if name not in LAZY_COMMANDS), *LAZY_COMMANDS]
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        lazy = LAZY_COMMANDS.get(cmd_name)
-        if lazy is None or cmd_name in self.commands:
-            return super().get_command(ctx, cmd_name)
-        if self._listing:  # `rag --help`: the one line, without importing the command's module
-            return click.Command(cmd_name, help=lazy.help)
-        self.commands[cmd_name] = lazy.load(cmd_name)
-        return self.commands[cmd_name]
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        self._listing = True
-        try:
-            super().format_commands(ctx, formatter)
-        finally:
-            self._listing = False
-
+from rag.commands import LazyGroup
 
 app = typer.Typer(
     name="rag",

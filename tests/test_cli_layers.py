@@ -66,7 +66,8 @@ def test_a_moved_command_loads_its_package_when_run(tmp_path):
 
 def test_each_registered_command_is_listed_with_its_own_help():
     """The one line ``rag --help`` shows without importing a command is the command's own short help."""
-    from rag.cli import LAZY_COMMANDS, app
+    from rag.cli import app
+    from rag.commands import LAZY_COMMANDS
 
     group = typer.main.get_command(app)
     with click.Context(group, info_name="rag") as ctx:

@@ -255,7 +255,7 @@ def tune(
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from embeddings.minilm import _offline, model_path
+    from embeddings.model_folder import model_path, offline
     from core.files import fsync_tree
 
     output = check_output(output, overwrite)
@@ -273,7 +273,7 @@ def tune(
         f"{data.name}: {len(train_ids)} questions ({len(pairs)} pairs{', BM25 hard negatives' if config.hard_negatives else ''}) "
         f"to train on, {len(dev_ids)} held out for validation over a pool of {len(pool)} passages"
     )
-    _offline()
+    offline()
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     model = SentenceTransformer(str(model_path()), device="cpu")

@@ -13,7 +13,7 @@ from rag.tune import METRIC, TUNE_META, TuneConfig, TuneReport
 
 def write_card(folder: Path, report: TuneReport, config: TuneConfig) -> None:
     """The model card (README.md) and its machine-readable twin (rag-tune.json)."""
-    from embeddings.minilm import MODEL_NAME, model_fingerprint, model_path
+    from embeddings.model_folder import MODEL_NAME, model_fingerprint, model_path
 
     tuned = {k: v for k, v in (report.epochs[-1].items() if report.epochs else ()) if k.endswith(METRIC)}
     if report.epochs and report.best_epoch is not None:

@@ -154,7 +154,7 @@ def test_question_set_format_uses_gold_sections_of_the_corpus():
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory) -> Path:
     """A copy of the bundled model with one setting changed: another model as far as its fingerprint goes."""
-    from embeddings.minilm import model_path
+    from embeddings.model_folder import model_path
 
     folder = tmp_path_factory.mktemp("models") / "other"
     shutil.copytree(model_path(), folder, ignore=shutil.ignore_patterns("onnx", "openvino"))
@@ -165,7 +165,8 @@ def other_model(tmp_path_factory) -> Path:
 
 
 def test_index_built_with_another_model_is_refused_naming_both(other_model, tmp_path):
-    from embeddings.minilm import MODEL_NAME, MiniLMEncoder
+    from embeddings.minilm import MiniLMEncoder
+    from embeddings.model_folder import MODEL_NAME
     from rag.index import check_model
 
     bundled, tuned = MiniLMEncoder(), MiniLMEncoder(model_dir=other_model)
@@ -254,7 +255,7 @@ def test_interrupted_tuning_leaves_no_model(tmp_path, signum):
 @pytest.mark.model
 @pytest.mark.slow
 def test_tiny_tuning_writes_a_model_with_its_card_and_indexes_refuse_other_models(tmp_path):
-    from embeddings.minilm import model_fingerprint
+    from embeddings.model_folder import model_fingerprint
 
     data, output = write_beir(tmp_path / "ds"), tmp_path / "models" / "tiny"
     env = rag_env(tmp_path, RAG_ENCODER="minilm")

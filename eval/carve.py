@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from eval.beir import load_dataset
-from rag.tune_data import split_queries, write_qrels
+from eval.tune_data import split_queries, write_qrels
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,8 +46,8 @@ def tune_command(
     """
     from embeddings.minilm import MiniLMEncoder
     from rag.settings import load_settings
-    from rag.tune import TuneConfig, check_output, tune
-    from rag.tune_data import load_beir_set, load_qa_set
+    from eval.tune import TuneConfig, check_output, tune
+    from eval.tune_data import load_beir_set, load_qa_set
 
     config = TuneConfig(
         epochs=epochs,

@@ -17,7 +17,7 @@ from conftest import RAG_BIN, rag_env, run_rag
 from eval.beir import load_dataset
 from core.errors import ConfigError, IndexFormatError
 from rag.lexical import LexicalIndex
-from rag.tune_data import LabelledSet, build_pairs, load_beir_set, load_qa_set, split_queries, write_qrels
+from eval.tune_data import LabelledSet, build_pairs, load_beir_set, load_qa_set, split_queries, write_qrels
 
 # ------------------------------------------------------------------------------------ data
 
@@ -292,7 +292,7 @@ def test_tiny_tuning_writes_a_model_with_its_card_and_indexes_refuse_other_model
 
 
 def test_learning_curve_subsets_are_nested_and_within_the_pair_budget():
-    from rag.tune import first_questions
+    from eval.tune import first_questions
 
     data = labelled()
     small, large = first_questions(data, list(QRELS), 3, seed=0), first_questions(data, list(QRELS), 5, seed=0)

@@ -194,15 +194,3 @@ def validation_pool(data: LabelledSet, query_ids: Sequence[str], lexical, depth:
         scores = lexical.scores(data.queries[qid])
         pool.update(int(r) for r in np.argsort(-scores, kind="stable")[:depth] if scores[r] > 0)
     return sorted(pool)
-
-
-def recommended_alpha(model_dir: str | Path) -> float | None:
-    """The hybrid fusion weight that ``rag tune`` chose on its validation part for the model in ``model_dir``, if any."""
-    import json
-
-    try:
-        meta = json.loads((Path(model_dir) / "rag-tune.json").read_text(encoding="utf-8"))
-        alpha = float(meta["validation"]["alpha"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return alpha if 0.0 <= alpha <= 1.0 else None

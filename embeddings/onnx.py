@@ -36,6 +36,7 @@ import numpy as np
 from core.errors import ConfigError, RagError
 from core.files import file_table, fsync_tree, sha256_file
 from core.machine import cpu_flags, package_versions
+from embeddings.model_folder import model_path, offline
 
 
 #: Numeric backends of the bundled model.
@@ -248,13 +249,26 @@ def ensure_export(
     Safe to call from several processes at once: one exports while the others wait on a lock
     and then use its result.
     """
-    from embeddings.minilm import _offline, model_path
-
     recipe = recipe or quant_recipe()
     folder = export_dir(cache_dir, key)
     if read_export(folder, recipe, fingerprint) is not None:
         return folder
     root = export_root(cache_dir, key)
+    with _export_lock(root):
+        if read_export(folder, recipe, fingerprint) is not None:  # it did, while we waited
+            return folder
+        # A one-time wait of a minute deserves a word on stderr, whoever asked for the model.
+        say = log_fn or (lambda message: print(message, file=sys.stderr, flush=True))
+        say(f"exporting the encoder to ONNX ({recipe.isa} int8) into {folder}; this happens once")
+        started = time.perf_counter()
+        _export_and_swap(root, folder, recipe, source, fingerprint, started)
+        say(f"ONNX export done in {time.perf_counter() - started:.0f} s")
+        return folder
+
+
+@contextmanager
+def _export_lock(root: Path):
+    """Hold the export lock of ``root`` (blocking while another process exports)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(root / ".export.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -262,62 +276,64 @@ def ensure_export(
         raise ConfigError(f"cannot write the ONNX export under {root} ({exc.strerror}); set RAG_CACHE_DIR to a writable folder") from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks while another process exports
-        if read_export(folder, recipe, fingerprint) is not None:  # it did, while we waited
-            return folder
-        # A one-time wait of a minute deserves a word on stderr, whoever asked for the model.
-        say = log_fn or (lambda message: print(message, file=sys.stderr, flush=True))
-        say(f"exporting the encoder to ONNX ({recipe.isa} int8) into {folder}; this happens once")
-        started = time.perf_counter()
-        for stale in root.glob("onnx.tmp-*"):  # left by a killed export
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = root / f"onnx.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-        tmp.mkdir()
-        _offline()
-        try:
-            with _quiet():
-                _export_into(tmp, recipe, source or model_path())
-            files = file_table(tmp)
-            meta = {
-                "export_version": EXPORT_VERSION,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "seconds": round(time.perf_counter() - started, 1),
-                "model_fingerprint": fingerprint,
-                "fp32_file": FP32_FILE,
-                "int8_file": recipe.file_name,
-                "quantization": {
-                    "method": "dynamic",
-                    "isa": recipe.isa,
-                    "weights": "int8 symmetric per channel",
-                    "activations": "uint8 asymmetric per tensor",
-                    "reduce_range": recipe.reduce_range,
-                    "op_types": list(recipe.op_types),
-                    "fp32_after_gelu": recipe.keep_after_gelu,
-                },
-                "versions": _versions(),
-                "files": files,
-            }
-            # Written last: a folder without it is never taken for a finished export.
-            (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            fsync_tree(tmp)
-            if folder.exists():
-                old = root / f"onnx.old-{secrets.token_hex(3)}"
-                os.rename(folder, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.rename(tmp, folder)
-        except RagError:
-            raise
-        except Exception as exc:
-            raise ExportError(
-                f"exporting the encoder to ONNX failed ({exc.__class__.__name__}: {str(exc)[:200]}); "
-                "use RAG_ENCODER_BACKEND=torch, or set RAG_DEBUG=1 to see why"
-            ) from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        say(f"ONNX export done in {time.perf_counter() - started:.0f} s")
-        return folder
+        yield
     finally:
         fcntl.flock(lock_fd, fcntl.LOCK_UN)
         os.close(lock_fd)
+
+
+def _export_and_swap(root: Path, folder: Path, recipe: QuantRecipe, source: Path | None, fingerprint: str | None, started: float) -> None:
+    """Export ``source`` (default: the bundled model) into a fresh ``onnx.tmp-*`` folder, describe it last,
+    and rename it over ``folder``."""
+    for stale in root.glob("onnx.tmp-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f"onnx.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    offline()
+    try:
+        with _quiet():
+            _export_into(tmp, recipe, source or model_path())
+        meta = _export_meta(recipe, fingerprint, started, file_table(tmp))
+        # Written last: a folder without it is never taken for a finished export.
+        (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        fsync_tree(tmp)
+        if folder.exists():
+            old = root / f"onnx.old-{secrets.token_hex(3)}"
+            os.rename(folder, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(tmp, folder)
+    except RagError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"exporting the encoder to ONNX failed ({exc.__class__.__name__}: {str(exc)[:200]}); "
+            "use RAG_ENCODER_BACKEND=torch, or set RAG_DEBUG=1 to see why"
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export_meta(recipe: QuantRecipe, fingerprint: str | None, started: float, files: dict) -> dict:
+    """export.json: the recipe, the versions and every file's size and checksum."""
+    return {
+        "export_version": EXPORT_VERSION,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "model_fingerprint": fingerprint,
+        "fp32_file": FP32_FILE,
+        "int8_file": recipe.file_name,
+        "quantization": {
+            "method": "dynamic",
+            "isa": recipe.isa,
+            "weights": "int8 symmetric per channel",
+            "activations": "uint8 asymmetric per tensor",
+            "reduce_range": recipe.reduce_range,
+            "op_types": list(recipe.op_types),
+            "fp32_after_gelu": recipe.keep_after_gelu,
+        },
+        "versions": _versions(),
+        "files": files,
+    }
 
 
 def session_options(threads: int):

@@ -174,7 +174,7 @@ def index_dataset(dataset: BeirDataset, settings, encoder, *, index_dir: Path | 
     Sentence vectors for answers are not built: retrieval benchmarks do not need them.
     """
     from corpus.loader import load_corpus
-    from embeddings.vectorstore import VectorStoreParams
+    from rag.settings import vector_store_params
     from rag.index import build_index, load_index
     from rag.service import bm25_params, chunker_config, open_cache
 
@@ -190,12 +190,10 @@ def index_dataset(dataset: BeirDataset, settings, encoder, *, index_dir: Path | 
             bm25=bm25_params(settings),
             vector_index=settings.vector_index,
             hnsw_threshold=settings.hnsw_threshold,
-            vector_params=VectorStoreParams(
-                hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
-            ),
+            vector_params=vector_store_params(settings),
             cache=cache,
             corpus_path=str(dataset.corpus_path),
-            with_sentences=False,
+            with_units=False,
             progress=progress,
             log=log,
         )

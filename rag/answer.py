@@ -153,7 +153,7 @@ class _Candidate:
     coverage: float
     vector: np.ndarray | None
     passage_cosine: float = 0.0
-    unit: int = -1  # row of index.sentence_spans, when stored
+    unit: int = -1  # row of index.unit_spans, when stored
 
 
 class Generator(Protocol):
@@ -306,12 +306,12 @@ class AnswerService:
         total = float(weights.sum()) or 1.0
 
         pending: list[tuple[int, int, int]] = []
-        units: list[int] = []  # rows of index.sentence_spans, when the index stores them
+        units: list[int] = []  # rows of index.unit_spans, when the index stores them
         vectors: list[np.ndarray | None] = []
         rows = [index.row_of[r.chunk.id] for r in results]
         for i, row in enumerate(rows):
-            spans, vecs = index.sentences_of(row)
-            first = int(index.sentence_first[row]) if index.sentence_first is not None else 0
+            spans, vecs = index.units_of(row)
+            first = int(index.unit_first[row]) if index.unit_first is not None else 0
             for j, (s, e) in enumerate(spans):
                 pending.append((i, int(s), int(e)))
                 units.append(first + j)
@@ -323,10 +323,10 @@ class AnswerService:
         # Which question terms each unit and each passage contains (a unit also "contains" its heading).
         headings = [set(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else set() for r in results]
         heading_hits = _contains(headings, terms, len(results))
-        if index.sentence_terms is not None and index.chunk_terms is not None:
+        if index.unit_terms is not None and index.chunk_terms is not None:
             vocabulary = index.lexical.vocabulary()
             term_ids = np.array([vocabulary.get(t, -1) for t in terms], dtype=np.int64)
-            unit_hits = _term_hits(index.sentence_terms, units, term_ids)
+            unit_hits = _term_hits(index.unit_terms, units, term_ids)
             passage_hits = _term_hits(index.chunk_terms, rows, term_ids)
         else:  # an index built before term ids were stored: analyse the text now
             unit_hits = _contains((set(analyze(results[i].chunk.text[s:e])) for i, s, e in pending), terms, len(pending))
@@ -533,8 +533,8 @@ class AnswerService:
         index = self.index
         text = chunk.text[c.start : c.end]
         heading = chunk.section[-1] if len(chunk.section) > 1 else ""
-        if index.sentence_terms is not None and c.unit >= 0:
-            terms = self._terms_of(index.sentence_terms.row(c.unit))
+        if index.unit_terms is not None and c.unit >= 0:
+            terms = self._terms_of(index.unit_terms.row(c.unit))
         else:
             terms = frozenset(analyze(text))
         passages = self._unit_cache()

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from corpus.loader import load_corpus
 from embeddings import Encoder, get_encoder, query_backend
 from embeddings.cache import EmbeddingCache
-from embeddings.vectorstore import VectorStoreParams
 from rag.answer import AnswerConfig, AnswerService
 from rag.chunking import ChunkerConfig
 from rag.index import BuildReport, Index, build_index, load_index
 from rag.lexical import BM25Params
 from rag.retrieve import Retriever
-from rag.settings import Settings
+from rag.settings import Settings, vector_store_params
 
 
 def single_threaded_blas() -> None:
@@ -75,9 +74,7 @@ def index_corpus(
         bm25=bm25_params(settings),
         vector_index=settings.vector_index,
         hnsw_threshold=settings.hnsw_threshold,
-        vector_params=VectorStoreParams(
-            hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
-        ),
+        vector_params=vector_store_params(settings),
         cache=open_cache(settings),
         corpus_path=str(settings.corpus_dir),
         progress=progress,

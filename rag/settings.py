@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from corpus.loader import DEFAULT_CORPUS_DIR
 from core.errors import ConfigError
+from embeddings.model_folder import recommended_alpha
+from embeddings.vectorstore import VectorStoreParams
 
 
 class Settings(BaseSettings):
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="Arithmetic of the bundled model: torch, onnx (fp32 ONNX graph) or onnx-int8 (int8 weights)."
     )
-    # a tuned copy of the bundled model (rag/tune.py)
+    # a tuned copy of the bundled model (eval/tune.py)
     model_path: Path | None = Field(None, description="Folder of a model made by 'rag tune', used instead of the bundled one.")
 
     # chunking
@@ -159,8 +161,6 @@ class Settings(BaseSettings):
         # A tuned model's dense ranking is stronger than the bundled one's; ``rag tune`` records
         # the fusion weight its validation part preferred, used unless RAG_ALPHA is set.
         if self.model_path is not None and "alpha" not in self.model_fields_set:
-            from rag.tuned import recommended_alpha
-
             alpha = recommended_alpha(self.model_path)
             if alpha is not None:
                 self.alpha = alpha
@@ -171,6 +171,11 @@ class Settings(BaseSettings):
         if self.overlap_tokens >= self.max_tokens // 2:
             raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be less than half of max_tokens ({self.max_tokens})")
         return self
+
+
+def vector_store_params(settings: Settings) -> VectorStoreParams:
+    """The vector store's HNSW parameters as ``settings`` give them (the kind is chosen per build from its size)."""
+    return VectorStoreParams(hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search)
 
 
 #: Memory one server process takes, by encoder backend (peak RSS measured with the bundled

@@ -265,3 +265,11 @@ def test_rrf_ties_break_by_smaller_id_deterministically():
 def test_rrf_empty_lists():
     assert reciprocal_rank_fusion([[], []]) == {}
     assert top({}, 5) == []
+
+
+def test_the_vector_store_parameters_come_from_the_settings_in_one_place():
+    from embeddings.vectorstore import VectorStoreParams
+    from rag.settings import load_settings, vector_store_params
+
+    settings = load_settings(hnsw_m=16, hnsw_ef_construction=100, hnsw_ef_search=64)
+    assert vector_store_params(settings) == VectorStoreParams(kind="flat", hnsw_m=16, ef_construction=100, ef_search=64)

@@ -171,13 +171,12 @@ def run_scale(sizes: list[int], settings, out: Path | None, n_queries: int = 200
     """Every size with the kind the product picks, plus HNSW where the product would pick exact search (for comparison)."""
     import faiss
 
-    from embeddings.vectorstore import VectorStoreParams, choose_kind
+    from embeddings.vectorstore import choose_kind
+    from rag.settings import vector_store_params
 
     threads = settings.threads or os.cpu_count() or 1
     faiss.omp_set_num_threads(threads)
-    params = VectorStoreParams(
-        hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
-    )
+    params = vector_store_params(settings)
     results = {
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),

@@ -4,5 +4,5 @@ folder with a model card. Modules: ``config`` (the knobs and the report), ``data
 pairs with BM25 hard negatives), ``train`` (the training and its publish), ``card`` (the model card), ``cli``.
 
 May import ``core``, ``corpus``, ``embeddings``, ``rag`` and the rest of ``eval``; never ``api``. The service
-reads what it needs of a tuned model folder through ``rag.tuned``, never through this package.
+reads what it needs of a tuned model folder through ``embeddings.model_folder``, never through this package.
 """

@@ -1,67 +1,20 @@
-"""The records of a tuning run (its settings and its report) and the model card written from them:
-``README.md`` for people and ``rag-tune.json`` for programs."""
+"""The model card of a tuned model: ``README.md`` for people and ``rag-tune.json`` for programs."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-<<<<<<<< HEAD:eval/tune/card.py
 from eval.tune.config import METRIC, TuneConfig, TuneReport
-from embeddings.model_folder import TUNE_META
-========
-from core.errors import ConfigError
 from embeddings.model_folder import MODEL_NAME, TUNE_META, model_fingerprint, model_path
-
-#: The validation measure that picks the epoch and the fusion weight.
-METRIC = "ndcg@10"
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """The knobs of one tuning run (defaults: the settings measured in eval/RESULTS.md)."""
-
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 8e-5  # chosen on the validation part over 3e-5 (eval/RESULTS.md)
-    warmup_ratio: float = 0.1
-    hard_negatives: bool = True
-    dev_fraction: float = 0.1
-    seed: int = 0
-    max_seq_length: int = 256
-    pool_depth: int = 10
-    alpha: float = 0.5  # dense weight of the hybrid validation figure (the product's default fusion)
-    max_steps: int = -1  # stop after this many steps (tests); -1: run every epoch
-    max_pairs: int = 0  # train on the first questions (in seeded order) that give this many pairs; 0: all
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2 or not 0 < self.learning_rate < 1:
-            raise ConfigError("tuning needs epochs >= 1, batch size >= 2 and a learning rate between 0 and 1")
-
-
-@dataclass
-class TuneReport:
-    output: Path
-    data: str
-    train_queries: int
-    dev_queries: int
-    pairs: int
-    pool: int
-    base: dict[str, float]
-    epochs: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-    alpha: float | None = None  # the hybrid fusion weight the validation part preferred
-    alphas: dict[float, float] = field(default_factory=dict)
-    seconds: float = 0.0
->>>>>>>> r1-index:eval/tune_card.py
 
 
 def write_card(folder: Path, report: TuneReport, config: TuneConfig) -> None:
     """The model card (README.md) and its machine-readable twin (rag-tune.json)."""
+
     tuned = {k: v for k, v in (report.epochs[-1].items() if report.epochs else ()) if k.endswith(METRIC)}
     if report.epochs and report.best_epoch is not None:
         best = max(report.epochs, key=lambda h: h[f"hybrid_{METRIC}"])

@@ -24,25 +24,11 @@ import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from core.errors import ConfigError
-<<<<<<<< HEAD:eval/tune/train.py
 from eval.metrics import ir_scores
 from eval.tune.card import write_card
 from eval.tune.config import ALPHAS, METRIC, TuneConfig, TuneReport
 from eval.tune.data import LabelledSet, Pair, bm25_index, build_pairs, split_queries, validation_pool
 from rag.faults import checkpoint
-========
-from core.files import fsync_tree
-from embeddings.model_folder import model_path, offline
-from rag.faults import checkpoint
-from eval.tune_card import METRIC, TuneConfig, TuneReport, write_card
-from eval.tune_data import LabelledSet, Pair, bm25_index, build_pairs, split_queries, validation_pool
-
-#: Dense weights of the hybrid fusion tried on the validation part once training is done. Not 1.0:
-#: the pool holds BM25's best passages, which flatters pure dense ranking; on SciFact's whole corpus
-#: 0.9 beat 1.0 on the validation part (eval/RESULTS.md).
-ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
->>>>>>>> r1-index:eval/tune.py
 
 class PoolEvaluator(BaseEvaluator):
     """nDCG@10 of dense and hybrid ranking of a passage pool for the validation questions (documents scored by their
@@ -209,43 +195,6 @@ def _evaluator(data: LabelledSet, dev_ids: list[str], lexical, config: TuneConfi
     return PoolEvaluator(data, dev_ids, pool, bm25, config.alpha)
 
 
-def _base_model(config: TuneConfig):
-    """The bundled model, loaded offline for training with the run's threads and seed."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    offline()
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(model_path()), device="cpu")
-    model.max_seq_length = config.max_seq_length
-    return model
-
-
-def _choose_alpha(report: TuneReport, evaluator: PoolEvaluator, model, config: TuneConfig, log: Callable[[str], None]) -> None:
-    """Record the epochs, the best one, and the hybrid fusion weight the validation questions prefer."""
-    report.epochs = evaluator.history
-    report.best_epoch = round(max(evaluator.history, key=lambda h: h[f"hybrid_{METRIC}"])["epoch"])
-    sweep = evaluator.figures(model, ALPHAS)
-    report.alphas = {a: sweep[f"hybrid_{METRIC}@{a}"] for a in ALPHAS}
-    report.alpha = max(ALPHAS, key=lambda a: (report.alphas[a], -abs(a - config.alpha)))
-    log(f"hybrid fusion weight chosen on the validation questions: alpha {report.alpha} (nDCG@10 {report.alphas[report.alpha]:.4f})")
-
-
-def _train_and_write(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: TuneConfig, report: TuneReport, work: Path, progress, log, started: float):
-    """Train, keep the best epoch, and write the model with its card into ``work`` (durably)."""
-    model = _train(model, pairs, evaluator, config, work, progress is not False)
-    checkpoint("tune-trained")
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    model.save(str(work), create_model_card=False)
-    if evaluator is not None and evaluator.history:
-        _choose_alpha(report, evaluator, model, config, log)
-    report.seconds = round(time.perf_counter() - started, 1)
-    write_card(work, report, config)
-    checkpoint("tune-written")
-    fsync_tree(work)
-
-
 def tune(
     data: LabelledSet,
     output: str | Path,
@@ -256,6 +205,12 @@ def tune(
     log: Callable[[str], None] = print,
 ) -> TuneReport:
     """Tune the bundled model on ``data`` and write it, with its model card, to ``output`` (atomically)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from embeddings.model_folder import model_path, offline
+    from core.files import fsync_tree
+
     output = check_output(output, overwrite)
     started = time.perf_counter()
     train_ids, dev_ids = split_queries(data.queries, config.dev_fraction, config.seed)
@@ -271,7 +226,11 @@ def tune(
         f"{data.name}: {len(train_ids)} questions ({len(pairs)} pairs{', BM25 hard negatives' if config.hard_negatives else ''}) "
         f"to train on, {len(dev_ids)} held out for validation over a pool of {len(pool)} passages"
     )
-    model = _base_model(config)
+    offline()
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    model = SentenceTransformer(str(model_path()), device="cpu")
+    model.max_seq_length = config.max_seq_length
     report = TuneReport(output, data.name, len(train_ids), len(dev_ids), len(pairs), len(pool), base={})
     if evaluator is not None:
         report.base = evaluator.figures(model)
@@ -281,7 +240,6 @@ def tune(
     work.mkdir()
     try:
         with _sigterm_interrupts():
-<<<<<<<< HEAD:eval/tune/train.py
             model = _train(model, pairs, evaluator, config, work, progress is not False)
             checkpoint("tune-trained")
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
@@ -297,9 +255,6 @@ def tune(
             write_card(work, report, config)
             checkpoint("tune-written")
             fsync_tree(work)
-========
-            _train_and_write(model, pairs, evaluator, config, report, work, progress, log, started)
->>>>>>>> r1-index:eval/tune.py
             _publish(work, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.answer import Abstention, Answer, Citation
+from rag.filters import Filters, FilterValue  # noqa: F401  (the request schemas and routes use both)
+from rag.modes import Mode
 from rag.retrieve import SearchResult, result_dict
-
-Mode = Literal["hybrid", "dense", "bm25"]
 
 #: Longest question, in characters, after normalisation. The widget enforces the same limit.
 MAX_QUESTION_CHARS = 2000
@@ -22,7 +22,6 @@ PASSAGE_ID_PATTERN = r"^[\w.~-]{1,200}$"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 #: A question must contain at least one visible character (documented in the schema too).
 VISIBLE_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]"
-FilterValue = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def clean_text(value: str) -> str:
@@ -39,24 +38,6 @@ def _question(value: str) -> str:
     if len(value) > MAX_QUESTION_CHARS:
         raise ValueError(f"is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}")
     return value
-
-
-class Filters(BaseModel):
-    """Restrict answers to part of the corpus. Each field takes one value or a list; matching ignores case."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"category": "Law"}, {"article": ["space-diplomacy"]}]})
-
-    article: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Article slug(s).")
-    category: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(
-        None, description="Category name(s) or slug(s)."
-    )
-    tag: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Tag(s).")
-    language: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(
-        None, description="Language(s) of the passages: ISO 639-1 codes ('en', 'fr') or English names."
-    )
-
-    def as_mapping(self) -> dict:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class AskRequest(BaseModel):

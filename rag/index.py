@@ -45,7 +45,7 @@ from core.machine import package_versions
 from rag.faults import checkpoint
 from rag.lexical import BM25Params, LexicalIndex, analyze
 from rag.question import content_words
-from rag.sentences import answer_units
+from rag.units import answer_units
 from rag.tokens import ENCODING_NAME
 
 FORMAT = "rag-index"
@@ -59,7 +59,7 @@ ARTICLES = "articles.json"
 VECTORS = "vectors.faiss"
 BM25_DIR = "bm25"
 # Answer units (sentences, whole list items, a list with its introducing sentence; see
-# rag.sentences.answer_units) and their vectors, so answers cost dot products, not model calls.
+# rag.units.answer_units) and their vectors, so answers cost dot products, not model calls.
 SENTENCE_SPANS = "sentence_spans.npy"  # int32 rows of (chunk row, start, end), offsets into the chunk text
 SENTENCE_VECTORS = "sentence_vectors.npy"  # float32, one unit vector per span
 
@@ -115,13 +115,13 @@ def _load_terms(build_dir: Path, manifest: dict, names: tuple[str, str], rows: i
 
 
 def analysis_fingerprint() -> str:
-    """Identifies the code that splits answer units and analyses terms (rag/sentences.py, rag/lexical.py):
+    """Identifies the code that splits answer units and analyses terms (rag/units.py, rag/lexical.py):
     stored units are reused by the next build only while that code is unchanged."""
     import rag.lexical
-    import rag.sentences
+    import rag.units
 
     digest = hashlib.sha256()
-    for module in (rag.sentences, rag.lexical):
+    for module in (rag.units, rag.lexical):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

@@ -195,7 +195,7 @@ def index_dataset(dataset: BeirDataset, settings, encoder, *, index_dir: Path | 
             ),
             cache=cache,
             corpus_path=str(dataset.corpus_path),
-            with_sentences=False,
+            with_units=False,
             progress=progress,
             log=log,
         )

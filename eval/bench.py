@@ -276,8 +276,8 @@ def word_pieces(index_dir: Path) -> tuple[int, int, dict]:
     index = load_index(index_dir, None, verify=False)
     pieces = sum(min(counter.count_tokens(embed_text(c)), 256) for c in index.chunks)
     units = 0
-    if index.sentence_spans is not None:
-        units = sum(min(counter.count_tokens(index.chunks[r].text[s:e]), 256) for r, s, e in index.sentence_spans)
+    if index.unit_spans is not None:
+        units = sum(min(counter.count_tokens(index.chunks[r].text[s:e]), 256) for r, s, e in index.unit_spans)
     return pieces, units, {name: meta["bytes"] for name, meta in index.manifest["files"].items()}
 
 

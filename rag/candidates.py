@@ -70,8 +70,8 @@ def _units(index, results: list[SearchResult]) -> _Units:
     vectors: list[np.ndarray | None] = []
     rows = [index.row_of[r.chunk.id] for r in results]
     for i, row in enumerate(rows):
-        unit_spans, unit_vectors = index.sentences_of(row)
-        first = int(index.sentence_first[row]) if index.sentence_first is not None else 0
+        unit_spans, unit_vectors = index.units_of(row)
+        first = int(index.unit_first[row]) if index.unit_first is not None else 0
         for j, (s, e) in enumerate(unit_spans):
             spans.append((i, int(s), int(e)))
             stored.append(first + j)
@@ -87,10 +87,10 @@ def _coverage(index, terms: list[str], units: _Units, results: list[SearchResult
     total = float(weights.sum()) or 1.0
     headings = [set(analyze(r.chunk.section[-1])) if len(r.chunk.section) > 1 else set() for r in results]
     heading_hits = _contains(headings, terms, len(results))
-    if index.sentence_terms is not None and index.chunk_terms is not None:
+    if index.unit_terms is not None and index.chunk_terms is not None:
         vocabulary = index.lexical.vocabulary()
         term_ids = np.array([vocabulary.get(t, -1) for t in terms], dtype=np.int64)
-        unit_hits = _term_hits(index.sentence_terms, units.stored, term_ids)
+        unit_hits = _term_hits(index.unit_terms, units.stored, term_ids)
         passage_hits = _term_hits(index.chunk_terms, units.rows, term_ids)
     else:  # an index built before term ids were stored: analyse the text now
         spans = units.spans

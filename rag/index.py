@@ -390,7 +390,7 @@ def build_index(
     vector_params: VectorStoreParams = VectorStoreParams(),
     cache: EmbeddingCache | None = None,
     corpus_path: str = "",
-    with_sentences: bool = True,
+    with_units: bool = True,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> BuildReport:
@@ -431,7 +431,7 @@ def build_index(
         spans = np.zeros((0, 3), dtype=np.int32)
         sentence_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
         sentences_embedded = 0
-        if with_sentences:
+        if with_units:
             # Sentence boundaries and vectors are computed once here, so composing an answer
             # costs dot products instead of model calls; unchanged chunks keep the previous build's.
             t = time.perf_counter()
@@ -449,7 +449,7 @@ def build_index(
         analysed = [analyze(lexical_text(c), bm25) for c in chunks]
         lexical = LexicalIndex.from_terms(analysed, bm25)
         timings["bm25"] = time.perf_counter() - t
-        if with_sentences:
+        if with_units:
             t = time.perf_counter()
             vocabulary = lexical.vocabulary()
             chunk_terms = TermTable.of(analysed, vocabulary)
@@ -474,7 +474,7 @@ def build_index(
         )
         store.save(tmp / VECTORS)
         lexical.save(tmp / BM25_DIR)
-        if with_sentences:
+        if with_units:
             np.save(tmp / SENTENCE_SPANS, spans)
             np.save(tmp / SENTENCE_VECTORS, np.ascontiguousarray(sentence_vectors, dtype=np.float32))
             np.save(tmp / SENTENCE_TERMS, sentence_terms.ids)
@@ -516,8 +516,8 @@ def build_index(
                 "tokens": int(sum(c.n_tokens for c in chunks)),
                 "sentences": int(len(spans)),
                 "sentences_embedded": sentences_embedded,
-                "words": len(words) if with_sentences else 0,
-                "words_embedded": words_embedded if with_sentences else 0,
+                "words": len(words) if with_units else 0,
+                "words_embedded": words_embedded if with_units else 0,
             },
             "files": files,
         }
@@ -554,7 +554,7 @@ def build_index(
         reused_chunking=reused,
         sentences=int(len(spans)),
         sentences_embedded=sentences_embedded,
-        words_embedded=words_embedded if with_sentences else 0,
+        words_embedded=words_embedded if with_units else 0,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
 
@@ -579,36 +579,36 @@ class Index:
     articles: dict[str, dict]
     vectors: VectorStore
     lexical: LexicalIndex
-    sentence_spans: np.ndarray | None = None  # (n, 3) int32: chunk row, start, end
-    sentence_vectors: np.ndarray | None = None  # (n, dim) float32
+    unit_spans: np.ndarray | None = None  # (n, 3) int32: chunk row, start, end
+    unit_vectors: np.ndarray | None = None  # (n, dim) float32
     row_of: dict[str, int] = field(default_factory=dict)
-    sentence_first: np.ndarray | None = None  # sentence_spans rows of chunk r are [first[r], first[r+1])
-    sentence_terms: TermTable | None = None  # BM25 term ids of each sentence_spans row
+    unit_first: np.ndarray | None = None  # unit_spans rows of chunk r are [first[r], first[r+1])
+    unit_terms: TermTable | None = None  # BM25 term ids of each unit_spans row
     chunk_terms: TermTable | None = None  # BM25 term ids of each chunk
     words: dict[str, int] | None = None  # content word -> row of word_vectors
     word_vectors: np.ndarray | None = None  # (n, dim) float16
 
     def __post_init__(self) -> None:
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
-        if self.sentence_spans is not None:
-            self.sentence_first = np.searchsorted(self.sentence_spans[:, 0], np.arange(len(self.chunks) + 1), side="left")
+        if self.unit_spans is not None:
+            self.unit_first = np.searchsorted(self.unit_spans[:, 0], np.arange(len(self.chunks) + 1), side="left")
 
     @property
     def unit_centroid(self) -> np.ndarray | None:
         """Mean vector of the stored answer units: the direction every passage of the corpus shares."""
-        if self.sentence_vectors is None or not len(self.sentence_vectors):
+        if self.unit_vectors is None or not len(self.unit_vectors):
             return None
         if getattr(self, "_unit_centroid", None) is None:
-            self._unit_centroid = np.asarray(self.sentence_vectors, dtype=np.float32).mean(axis=0)
+            self._unit_centroid = np.asarray(self.unit_vectors, dtype=np.float32).mean(axis=0)
         return self._unit_centroid
 
-    def sentences_of(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def units_of(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Sentence spans (start, end within the chunk text) of chunk ``row`` and their vectors, if stored."""
-        if self.sentence_first is None:
+        if self.unit_first is None:
             spans = np.array(answer_units(self.chunks[row].text), dtype=np.int32).reshape(-1, 2)
             return spans, None
-        lo, hi = int(self.sentence_first[row]), int(self.sentence_first[row + 1])
-        return self.sentence_spans[lo:hi, 1:], self.sentence_vectors[lo:hi]
+        lo, hi = int(self.unit_first[row]), int(self.unit_first[row + 1])
+        return self.unit_spans[lo:hi, 1:], self.unit_vectors[lo:hi]
 
     @property
     def build_id(self) -> str:
@@ -769,9 +769,9 @@ def load_index(index_dir: str | Path, encoder: Encoder | None = None, *, verify:
         articles=articles,
         vectors=vectors,
         lexical=lexical,
-        sentence_spans=sentence_spans,
-        sentence_vectors=sentence_vectors,
-        sentence_terms=sentence_terms,
+        unit_spans=sentence_spans,
+        unit_vectors=sentence_vectors,
+        unit_terms=sentence_terms,
         chunk_terms=chunk_terms,
         words=words,
         word_vectors=word_vectors,

@@ -133,8 +133,8 @@ class UnitCache:
         index = self.index
         text = chunk.text[c.start : c.end]
         heading = chunk.section[-1] if len(chunk.section) > 1 else ""
-        if index.sentence_terms is not None and c.unit >= 0:
-            terms = self._terms_of(index.sentence_terms.row(c.unit))
+        if index.unit_terms is not None and c.unit >= 0:
+            terms = self._terms_of(index.unit_terms.row(c.unit))
         else:
             terms = frozenset(analyze(text))
         passages = _kept(index, "_unit_parts")

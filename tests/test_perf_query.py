@@ -48,10 +48,10 @@ def fake_index_dir(tmp_path_factory):
 
 def test_stored_terms_match_analysis_of_the_text(fake_index_dir, fake_encoder):
     index = load_index(fake_index_dir, fake_encoder)
-    assert index.sentence_terms is not None and index.chunk_terms is not None
+    assert index.unit_terms is not None and index.chunk_terms is not None
     words = {i: t for t, i in index.lexical.vocabulary().items()}
-    for unit, (row, start, end) in enumerate(index.sentence_spans):
-        stored = {words[int(i)] for i in index.sentence_terms.row(unit)}
+    for unit, (row, start, end) in enumerate(index.unit_spans):
+        stored = {words[int(i)] for i in index.unit_terms.row(unit)}
         assert stored == set(analyze(index.chunks[row].text[start:end]))
     for row, chunk in enumerate(index.chunks):
         stored = {words[int(i)] for i in index.chunk_terms.row(row)}
@@ -62,7 +62,7 @@ def test_stored_terms_match_analysis_of_the_text(fake_index_dir, fake_encoder):
 def test_answers_from_stored_terms_equal_answers_from_analysis(fake_index_dir, fake_encoder, mode):
     index = load_index(fake_index_dir, fake_encoder)
     # The same index without its term tables takes the path that analyses text per question.
-    legacy = dataclasses.replace(index, sentence_terms=None, chunk_terms=None)
+    legacy = dataclasses.replace(index, unit_terms=None, chunk_terms=None)
     fast, slow = AnswerService(Retriever(index, fake_encoder)), AnswerService(Retriever(legacy, fake_encoder))
     answered = 0
     for question in QUESTIONS:
@@ -74,10 +74,10 @@ def test_answers_from_stored_terms_equal_answers_from_analysis(fake_index_dir, f
 
 
 def test_an_index_without_sentence_data_gives_the_same_answers(tmp_path, small_articles, fake_encoder):
-    build_index(small_articles, tmp_path / "bare", fake_encoder, with_sentences=False)
+    build_index(small_articles, tmp_path / "bare", fake_encoder, with_units=False)
     build_index(small_articles, tmp_path / "full", fake_encoder)
     bare, full = (load_index(tmp_path / name, fake_encoder) for name in ("bare", "full"))
-    assert bare.sentence_terms is None and bare.sentence_spans is None and full.sentence_terms is not None
+    assert bare.unit_terms is None and bare.unit_spans is None and full.unit_terms is not None
     answered = 0
     for question in QUESTIONS:
         a = AnswerService(Retriever(bare, fake_encoder)).ask(question)
@@ -129,7 +129,7 @@ def test_the_server_maps_the_index_files(tmp_path, small_corpus):
     app = create_app(settings)
     with TestClient(app) as client:
         index = app.state.ctx.service.index
-        assert isinstance(index.sentence_vectors, np.memmap) and isinstance(index.sentence_terms.ids, np.memmap)
+        assert isinstance(index.unit_vectors, np.memmap) and isinstance(index.unit_terms.ids, np.memmap)
         body = client.post("/ask", json={"question": "How many termites can an aardvark eat in a night?"}).json()
         assert not body["abstained"] and "termites" in body["answer"]
 
@@ -160,11 +160,11 @@ def test_a_rebuild_reuses_units_of_unchanged_chunks_and_equals_a_fresh_build(tmp
     assert counting.calls == report.embedded + report.sentences_embedded + report.words_embedded
     a, b = load_index(tmp_path / "index", fake_encoder), load_index(tmp_path / "fresh", fake_encoder)
     assert report.sentences == fresh.sentences
-    assert np.array_equal(a.sentence_spans, b.sentence_spans)
-    assert np.allclose(a.sentence_vectors, b.sentence_vectors, atol=1e-6)
+    assert np.array_equal(a.unit_spans, b.unit_spans)
+    assert np.allclose(a.unit_vectors, b.unit_vectors, atol=1e-6)
     words_a = {i: t for t, i in a.lexical.vocabulary().items()}
     words_b = {i: t for t, i in b.lexical.vocabulary().items()}
-    for unit in range(len(a.sentence_spans)):
-        assert {words_a[int(i)] for i in a.sentence_terms.row(unit)} == {words_b[int(i)] for i in b.sentence_terms.row(unit)}
+    for unit in range(len(a.unit_spans)):
+        assert {words_a[int(i)] for i in a.unit_terms.row(unit)} == {words_b[int(i)] for i in b.unit_terms.row(unit)}
     for question in QUESTIONS:
         assert AnswerService(Retriever(a, fake_encoder)).ask(question).answer == AnswerService(Retriever(b, fake_encoder)).ask(question).answer

@@ -54,7 +54,7 @@ def sample(tmp_path_factory, real_encoder):
     corpus.write_text("".join(line + "\n" for line, i in zip(lines, ids) if i in keep), encoding="utf-8")
     articles = load_corpus(corpus)
     assert len(articles) == DOCUMENTS
-    build_index(articles, root / "index", real_encoder, with_sentences=False)
+    build_index(articles, root / "index", real_encoder, with_units=False)
     return Retriever(load_index(root / "index", real_encoder), real_encoder), queries, gold
 
 

@@ -111,15 +111,13 @@ def _add_ask(server: MCPServer, service: _Service) -> None:
             request = AskRequest(question=question, top_k=top_k, mode=mode, history=history, filters=filters or Filters())
         except ValidationError as exc:
             raise ToolError(_problem(exc)) from None
-        from rag.retrieve import Filters as RetrievalFilters
-
         def run() -> dict:
             answer = service.get().ask(
                 request.question,
                 top_k=request.top_k,
                 mode=request.mode,
                 history=request.history,
-                filters=RetrievalFilters.from_mapping(request.filters.as_mapping()),
+                filters=request.filters,
             )
             return AskResponse.of(answer).model_dump(mode="json")
 
@@ -143,12 +141,8 @@ def _add_search(server: MCPServer, service: _Service) -> None:
         text = clean_text(query)
         if not text:
             raise ToolError("query: is empty; send some words to search for")
-        from rag.retrieve import Filters as RetrievalFilters
-
-        mapping = (filters or Filters()).as_mapping()
-
         def run() -> SearchResponse:
-            results = service.get().retriever.search(text, k=k, mode=mode, filters=RetrievalFilters.from_mapping(mapping))
+            results = service.get().retriever.search(text, k=k, mode=mode, filters=filters)
             return SearchResponse.of(text, results)
 
         try:

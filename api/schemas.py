@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rag.filters import Filters, FilterValue  # noqa: F401  (the request schemas and routes use both)
+from rag.modes import Mode
 from rag.payloads import (  # noqa: F401  (re-exported: the API's schema names them)
     MAX_QUESTION_CHARS,
     REASONS,
@@ -18,15 +20,12 @@ from rag.payloads import (  # noqa: F401  (re-exported: the API's schema names t
 )
 from rag.retrieve import SearchResult
 
-Mode = Literal["hybrid", "dense", "bm25"]
-
 MAX_TOP_K = 50
 MAX_HISTORY_ITEMS = 20
 PASSAGE_ID_PATTERN = r"^[\w.~-]{1,200}$"
 
 #: A question must contain at least one visible character (documented in the schema too).
 VISIBLE_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]"
-FilterValue = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def _question(value: str) -> str:
@@ -36,24 +35,6 @@ def _question(value: str) -> str:
     if len(value) > MAX_QUESTION_CHARS:
         raise ValueError(f"is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}")
     return value
-
-
-class Filters(BaseModel):
-    """Restrict answers to part of the corpus. Each field takes one value or a list; matching ignores case."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"category": "Law"}, {"article": ["space-diplomacy"]}]})
-
-    article: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Article slug(s).")
-    category: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(
-        None, description="Category name(s) or slug(s)."
-    )
-    tag: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(None, description="Tag(s).")
-    language: FilterValue | Annotated[list[FilterValue], Field(max_length=50)] | None = Field(
-        None, description="Language(s) of the passages: ISO 639-1 codes ('en', 'fr') or English names."
-    )
-
-    def as_mapping(self) -> dict:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class AskRequest(BaseModel):

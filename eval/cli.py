@@ -50,7 +50,7 @@ def _questions_path(argument: Path | None, option: Path | None) -> Path:
 
 
 def _check_mode(mode: str) -> None:
-    from rag.retrieve import MODES
+    from rag.modes import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from corpus.markdown import slugify
 from corpus.models import Article, page_at
 from core.errors import ConfigError
-from rag.sentences import split_sentences
+from rag.units import split_sentences
 from rag.tokens import count_tokens
 
 BREADCRUMB_SEPARATOR = " > "

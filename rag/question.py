@@ -1,5 +1,6 @@
 """What a question asks for: its focus (names, numbers, rare content words), the kind of answer it
-expects (a date, a quantity, an agent, a yes or no), and its parts when it asks two things at once.
+expects (a date, a quantity, an agent, a yes or no), its parts when it asks two things at once, and
+whether it leans on the question before it (a follow-up).
 
 Pure functions over text. Answerability (rag/answerability.py) holds the evidence against this.
 """
@@ -7,6 +8,7 @@ Pure functions over text. Answerability (rag/answerability.py) holds the evidenc
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.lexical import STOPWORDS, analyze, fold
@@ -200,3 +202,56 @@ def content_words(text: str) -> tuple[str, ...]:
     return tuple(
         dict.fromkeys(w for w in (m.casefold() for m in _WORD_RE.findall(text)) if w not in STOPWORDS and w not in FUNCTION_WORDS and not w.isdigit())
     )
+
+
+# ------------------------------------------------------------------ follow-ups
+
+_CONNECTIVE_RE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about)\b", re.I)
+_ANAPHORA = frozenset(
+    "it its it's they them their theirs this that these those he him his she her there such former latter".split()
+)
+_PLAIN_WORD_RE = re.compile(r"[\w'’]+", re.UNICODE)
+
+
+def plain_words(text: str) -> list[str]:
+    """The words of ``text`` as written (letters, digits and apostrophes)."""
+    return _PLAIN_WORD_RE.findall(text)
+
+
+def _names_after_first(words: list[str]) -> list[str]:
+    return [w for w in words[1:] if w[:1].isupper() or (len(w) > 1 and w.isupper())]
+
+
+def needs_context(question: str) -> bool:
+    """Whether a question leans on the conversation before it ("And who took part in it?")."""
+    if _CONNECTIVE_RE.match(question):
+        return True
+    words = plain_words(question)
+    if not words:
+        return False
+    content = analyze(question)
+    names = _names_after_first(words)
+    anaphoric = any(w.casefold() in _ANAPHORA for w in words)
+    return (anaphoric and not names and len(content) <= 4) or len(content) <= 1
+
+
+def contextual_query(question: str, history: Sequence[str]) -> str:
+    """The text to search with: the question, preceded by the last question when it depends on it."""
+    if history and needs_context(question):
+        return f"{history[-1].strip()} {question.strip()}"
+    return question
+
+
+def dangling_reference(question: str) -> str | None:
+    """The pronoun a question leans on when it cannot stand alone ("And who took part in it?" -> "it")."""
+    words = plain_words(question)
+    if not words:
+        return None
+    content = analyze(question)
+    names = _names_after_first(words)
+    pronouns = [w for w in words if w.casefold() in _ANAPHORA - {"there", "this", "that", "these", "those", "such"}]
+    if names or not pronouns:
+        return None
+    if _CONNECTIVE_RE.match(question) or len(content) <= 3:
+        return pronouns[-1]
+    return None

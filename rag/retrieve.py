@@ -1,21 +1,28 @@
-"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused by normalised scores or reciprocal rank."""
+"""Retrieval: dense (FAISS) and lexical (BM25) rankers behind one protocol, and a hybrid that fuses them
+by normalised scores or reciprocal rank (:mod:`rag.fusion`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 
+from core.errors import QueryError
 from embeddings.base import Encoder
 from rag.chunking import Chunk
-from core.errors import QueryError
+from rag.filters import FILTER_KEYS, Filters
 from rag.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
+from rag.modes import MODES, Mode, check_mode
 
-MODES = ("hybrid", "dense", "bm25")
+__all__ = [
+    "FILTER_KEYS", "FUSIONS", "MODES", "DenseRanker", "Filters", "HybridRanker", "LexicalRanker", "Mode", "Query",
+    "Ranker", "Ranking", "Retriever", "SearchResult", "filter_values", "result_dict", "unmatched_filters",
+]
+
 FUSIONS = ("rrf", "convex")
-FILTER_KEYS = ("article", "category", "tag", "language")
 
 
 @dataclass(frozen=True)
@@ -29,40 +36,6 @@ class SearchResult:
     bm25_score: float  # BM25 score of the passage for the question (0 when no term matches)
     dense_rank: int | None  # rank among dense candidates, if it was one
     bm25_rank: int | None  # rank among BM25 candidates, if it was one
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Restrict results to articles by slug, category (name or slug) or tag, and to passages by language; case-insensitive."""
-
-    articles: frozenset[str] = frozenset()
-    categories: frozenset[str] = frozenset()
-    tags: frozenset[str] = frozenset()
-    languages: frozenset[str] = frozenset()  # ISO 639-1 codes of the passages' sections
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, object] | None) -> Filters:
-        raw = raw or {}
-        unknown = set(raw) - set(FILTER_KEYS)
-        if unknown:
-            raise QueryError(f"unknown filter {sorted(unknown)[0]!r}; filters are: {', '.join(FILTER_KEYS)}")
-
-        def values(key: str) -> frozenset[str]:
-            value = raw.get(key)
-            if value is None:
-                return frozenset()
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in items):
-                raise QueryError(f"filter {key!r} must be a string or a list of strings")
-            return frozenset(v.strip().casefold() for v in items if v.strip())
-
-        from corpus.language import language_code
-
-        languages = frozenset(language_code(v) for v in values("language"))
-        return cls(values("article"), values("category"), values("tag"), languages)
-
-    def __bool__(self) -> bool:
-        return bool(self.articles or self.categories or self.tags or self.languages)
 
 
 def filter_values(articles: Mapping[str, dict]) -> dict[str, list[str]]:
@@ -83,13 +56,17 @@ def _listing(values: list[str], most: int = 15) -> str:
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
+def _allowed_rows(index: Index, filters: Filters) -> np.ndarray:
+    return index.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)
+
+
 def unmatched_filters(index: Index, filters: Filters) -> str | None:
     """Why no passage of ``index`` can match ``filters`` (naming the values that exist), or None.
 
     A question under such filters has nothing to search; the caller says so instead of abstaining
     as if the corpus did not cover the question.
     """
-    if not filters or len(index.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)):
+    if not filters or len(_allowed_rows(index, filters)):
         return None
     existing = {**filter_values(index.articles), "language": sorted({c.language for c in index.chunks if c.language})}
     wanted = {"article": filters.articles, "category": filters.categories, "tag": filters.tags, "language": filters.languages}
@@ -128,6 +105,101 @@ def result_dict(result: SearchResult) -> dict:
     }
 
 
+# ------------------------------------------------------------------ rankers
+
+
+@dataclass
+class Query:
+    """One search as the rankers see it: its text, the rows it may return, how many candidates each
+    ranker gives, the BM25 score of every row, and the question's vector (encoded on first need)."""
+
+    text: str
+    allowed: np.ndarray | None  # rows the filters allow (None: every row)
+    pool: int
+    bm25: np.ndarray  # BM25 score of every row for the text (0 outside ``allowed``)
+    vector: np.ndarray | None
+    encode: Callable[[str], np.ndarray] = field(repr=False)
+
+    def dense_vector(self) -> np.ndarray:
+        if self.vector is None:
+            self.vector = self.encode(self.text)
+        return self.vector
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Candidate rows, best first, with the candidate lists they came from and what scored them."""
+
+    rows: list[int]
+    by: Literal["dense", "bm25", "fused"]  # which score ranked them
+    dense: list[int] = field(default_factory=list)  # the dense candidates, best first
+    lexical: list[int] = field(default_factory=list)  # the BM25 candidates, best first
+    fused: dict[int, float] = field(default_factory=dict)  # fused score of each candidate (hybrid)
+
+
+class Ranker(Protocol):
+    """One way to order the passages of an index for a query."""
+
+    def rank(self, query: Query) -> Ranking: ...
+
+
+@dataclass(frozen=True)
+class LexicalRanker:
+    """BM25: the rows that hold a query term, by score (ties to the smaller row)."""
+
+    def rank(self, query: Query) -> Ranking:
+        scores = query.bm25
+        positive = np.flatnonzero(scores > 0)
+        rows: list[int] = []
+        if len(positive):
+            order = positive[np.lexsort((positive, -scores[positive]))]
+            rows = [int(i) for i in order[: query.pool]]
+        return Ranking(rows, "bm25", lexical=rows)
+
+
+@dataclass(frozen=True)
+class DenseRanker:
+    """Nearest passages to the question's vector in the index's vector store."""
+
+    index: Index
+
+    def rank(self, query: Query) -> Ranking:
+        _, ids = self.index.vectors.search(query.dense_vector(), query.pool, allowed=query.allowed)
+        rows = [int(i) for i in ids[0] if i >= 0]
+        return Ranking(rows, "dense", dense=rows)
+
+
+@dataclass(frozen=True)
+class HybridRanker:
+    """The dense and BM25 candidates together, ordered by a fusion of the two (convex or RRF)."""
+
+    index: Index
+    fusion: str = "convex"
+    alpha: float = 0.5
+    rrf_k: int = 60
+
+    def rank(self, query: Query) -> Ranking:
+        dense = DenseRanker(self.index).rank(query).rows
+        lexical = LexicalRanker().rank(query).rows
+        fused = self._rrf(dense, lexical) if self.fusion == "rrf" else self._convex(query, dense, lexical)
+        return Ranking(top(fused, len(fused)), "fused", dense=dense, lexical=lexical, fused=fused)
+
+    def _rrf(self, dense: list[int], lexical: list[int]) -> dict[int, float]:
+        return reciprocal_rank_fusion([dense, lexical], k=self.rrf_k)
+
+    def _convex(self, query: Query, dense: list[int], lexical: list[int]) -> dict[int, float]:
+        pool_ids = np.array(sorted(set(dense) | set(lexical)), dtype=np.int64)
+        cosines = self.index.vectors.scores(query.dense_vector(), pool_ids) if len(pool_ids) else []
+        return convex_combination(
+            {int(i): float(c) for i, c in zip(pool_ids, cosines)},
+            {int(i): float(query.bm25[i]) for i in pool_ids if query.bm25[i] > 0},
+            alpha=self.alpha,
+        )
+
+
+# ------------------------------------------------------------------ the retriever
+
+
 class Retriever:
     """Searches one loaded index. Cheap to construct; the encoder loads on first dense query."""
 
@@ -147,14 +219,16 @@ class Retriever:
             raise QueryError(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
         if not 0.0 <= alpha <= 1.0:
             raise QueryError(f"alpha must be between 0 and 1 (got {alpha})")
-        self.fusion = fusion
-        self.alpha = alpha
         if candidates < 1:
             raise QueryError(f"candidates must be >= 1 (got {candidates})")
         self.index = index
         self.encoder = encoder
-        self.rrf_k = rrf_k
         self.candidates = candidates
+        self.rankers: dict[Mode, Ranker] = {
+            "hybrid": HybridRanker(index, fusion=fusion, alpha=alpha, rrf_k=rrf_k),
+            "dense": DenseRanker(index),
+            "bm25": LexicalRanker(),
+        }
 
     def encode(self, query: str) -> np.ndarray:
         if self.encoder is None:
@@ -165,84 +239,60 @@ class Retriever:
         self,
         query: str,
         k: int = 5,
-        mode: str = "hybrid",
+        mode: Mode = "hybrid",
         filters: Filters | None = None,
         query_vector: np.ndarray | None = None,
     ) -> list[SearchResult]:
         """The ``k`` best passages for ``query``."""
+        mode = self._check(query, k, mode)
+        allowed = _allowed_rows(self.index, filters) if filters else None
+        if allowed is not None and not len(allowed):
+            return []
+        q = self._query(query, k, mode, allowed, query_vector)
+        ranking = self.rankers[mode].rank(q)
+        return self._results(q, ranking, ranking.rows[:k])
+
+    @staticmethod
+    def _check(query: str, k: int, mode: str) -> Mode:
         if not isinstance(query, str) or not query.strip():
             raise QueryError("the query is empty; ask a question")
-        if mode not in MODES:
-            raise QueryError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        mode = check_mode(mode)
         if k < 1:
             raise QueryError(f"k must be at least 1 (got {k})")
-        n = len(self.index)
-        allowed = None
-        if filters:
-            allowed = self.index.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)
-            if not len(allowed):
-                return []
-        pool = min(max(self.candidates, k), n if allowed is None else len(allowed))
+        return mode
 
-        bm25_all = self.index.lexical.scores(query)
+    def _query(self, text: str, k: int, mode: Mode, allowed: np.ndarray | None, query_vector: np.ndarray | None) -> Query:
+        """The search's shared inputs: BM25 scores of the allowed rows, the candidate pool, the vector.
+
+        A vector given with a bm25 search still yields each result's cosine, when there is an encoder."""
+        n = len(self.index)
+        pool = min(max(self.candidates, k), n if allowed is None else len(allowed))
+        bm25 = self.index.lexical.scores(text)
         if allowed is not None:
             mask = np.full(n, False)
             mask[allowed] = True
-            bm25_all = np.where(mask, bm25_all, 0.0)
-        bm25_ranking: list[int] = []
-        if mode in ("hybrid", "bm25"):
-            positive = np.flatnonzero(bm25_all > 0)
-            if len(positive):
-                order = positive[np.lexsort((positive, -bm25_all[positive]))]
-                bm25_ranking = [int(i) for i in order[:pool]]
+            bm25 = np.where(mask, bm25, 0.0)
+        vector = query_vector if mode != "bm25" or self.encoder is not None else None
+        return Query(text, allowed, pool, bm25, vector, self.encode)
 
-        dense_ranking: list[int] = []
-        qvec = None
-        if mode in ("hybrid", "dense"):
-            qvec = self.encode(query) if query_vector is None else query_vector
-            _, ids = self.index.vectors.search(qvec, pool, allowed=allowed)
-            dense_ranking = [int(i) for i in ids[0] if i >= 0]
-        elif self.encoder is not None and query_vector is not None:
-            qvec = query_vector
-
-        if mode == "dense":
-            chosen = dense_ranking[:k]
-            scores = None
-        elif mode == "bm25":
-            chosen = bm25_ranking[:k]
-            scores = None
-        elif self.fusion == "rrf":
-            scores = reciprocal_rank_fusion([dense_ranking, bm25_ranking], k=self.rrf_k)
-            chosen = top(scores, k)
-        else:
-            pool_ids = np.array(sorted(set(dense_ranking) | set(bm25_ranking)), dtype=np.int64)
-            cosines = self.index.vectors.scores(qvec, pool_ids) if len(pool_ids) else []
-            scores = convex_combination(
-                {int(i): float(c) for i, c in zip(pool_ids, cosines)},
-                {int(i): float(bm25_all[i]) for i in pool_ids if bm25_all[i] > 0},
-                alpha=self.alpha,
-            )
-            chosen = top(scores, k)
-
+    def _results(self, query: Query, ranking: Ranking, chosen: list[int]) -> list[SearchResult]:
+        """The chosen rows as results, with both signals' scores and ranks."""
+        qvec = query.vector
         ids = np.array(chosen, dtype=np.int64)
         dense_scores = self.index.vectors.scores(qvec, ids) if qvec is not None and len(ids) else [None] * len(ids)
-        dense_pos = {doc: r for r, doc in enumerate(dense_ranking, start=1)}
-        bm25_pos = {doc: r for r, doc in enumerate(bm25_ranking, start=1)}
+        dense_pos = {doc: r for r, doc in enumerate(ranking.dense, start=1)}
+        bm25_pos = {doc: r for r, doc in enumerate(ranking.lexical, start=1)}
         results = []
         for rank, (row, dense) in enumerate(zip(chosen, dense_scores), start=1):
-            if mode == "hybrid":
-                score = scores[row]
-            elif mode == "dense":
-                score = float(dense)
-            else:
-                score = float(bm25_all[row])
+            bm25 = float(query.bm25[row])
+            score = ranking.fused[row] if ranking.by == "fused" else dense if ranking.by == "dense" else bm25
             results.append(
                 SearchResult(
                     chunk=self.index.chunks[row],
                     rank=rank,
                     score=float(score),
                     dense_score=None if dense is None else float(dense),
-                    bm25_score=float(bm25_all[row]),
+                    bm25_score=bm25,
                     dense_rank=dense_pos.get(row),
                     bm25_rank=bm25_pos.get(row),
                 )

@@ -99,7 +99,7 @@ def window_warning(settings: Settings, encoder: Encoder) -> str | None:
 
 
 def open_index(settings: Settings, encoder: Encoder | None = None, *, mmap: bool = False) -> Index:
-    """The current index build; ``mmap`` maps the vector, BM25 and sentence files instead of reading
+    """The current index build; ``mmap`` maps the vector, BM25 and answer-unit files instead of reading
     them, so server processes share one copy in the page cache."""
     return load_index(settings.index_dir, encoder or make_encoder(settings), mmap=mmap)
 

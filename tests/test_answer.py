@@ -178,10 +178,10 @@ def test_answer_is_bounded_by_max_sentences(corpus_root):
 
 
 def test_filters_restrict_the_evidence(service):
-    answer = service.ask("Which satellites stay above the equator?", filters=Filters(articles=frozenset({"gardens"})))
+    answer = service.ask("Which satellites stay above the equator?", filters=Filters(article="gardens"))
     assert {r.chunk.article for r in answer.passages} == {"gardens"}
     assert all(c.passage_id.startswith("gardens") for c in answer.citations)
-    nothing = service.ask("Which satellites stay above the equator?", filters=Filters(tags=frozenset({"no-such-tag"})))
+    nothing = service.ask("Which satellites stay above the equator?", filters=Filters(tag="no-such-tag"))
     assert nothing.passages == [] and nothing.abstained and nothing.citations == []
 
 

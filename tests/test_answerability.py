@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answer import _is_reference, dangling_reference
+from rag.answer import dangling_reference
+from rag.unit_cache import is_reference
 from rag.answerability import (
     AnswerabilityModel,
     Evidence,
@@ -168,10 +169,10 @@ def chunk(section: tuple[str, ...], text: str) -> Chunk:
 
 def test_reference_lists_and_bibliography_entries_are_not_evidence():
     entry = '2. Cross, Mai’a K. Davis, and Saadia M. Pekkanen. "Space Diplomacy." The Hague Journal of Diplomacy, 2023.'
-    assert _is_reference(chunk(("Space Diplomacy", "Academic Sources and References"), "x"), "x")
-    assert _is_reference(chunk(("Space Diplomacy", "History"), entry), entry)
+    assert is_reference(chunk(("Space Diplomacy", "Academic Sources and References"), "x"), "x")
+    assert is_reference(chunk(("Space Diplomacy", "History"), entry), entry)
     fact = "The launch of the Sputnik-1 satellite by the Soviet Union in 1957 marked the beginning of the space race."
-    assert not _is_reference(chunk(("Space Diplomacy", "History"), fact), fact)
+    assert not is_reference(chunk(("Space Diplomacy", "History"), fact), fact)
 
 
 def test_the_model_weighs_features_in_the_documented_order():

@@ -13,7 +13,7 @@ from corpus import Article, parse_markdown
 from corpus.models import Section
 from rag.chunking import Chunk, ChunkerConfig, breadcrumb_prefix, chunk_article, embed_text
 from core.errors import ConfigError
-from rag.sentences import split_sentences
+from rag.units import split_sentences
 from rag.tokens import count_tokens
 
 # ------------------------------------------------------------------------ generated articles

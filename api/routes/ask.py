@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AbstentionModel, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
 from core.errors import QueryError
-from rag.retrieve import Filters, unmatched_filters
+from rag.retrieve import unmatched_filters
 
 router = APIRouter(tags=["answers"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 log = logging.getLogger("rag.api")
@@ -41,7 +41,7 @@ A failure after the stream has started arrives as `error`: `{"detail"}`.
     },
 )
 async def ask(body: AskRequest, request: Request, _: ClientDep, service: ServiceDep, state: StateDep):
-    filters = Filters.from_mapping(body.filters.as_mapping())
+    filters = body.filters
     problem = unmatched_filters(service.index, filters)
     if problem:
         raise QueryError(problem)

@@ -18,7 +18,6 @@ from api import chat
 from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import AskResponse
 from core.errors import QueryError
-from rag.retrieve import Filters
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=chat.ERROR_RESPONSES)
 log = logging.getLogger("rag.api")
@@ -77,7 +76,7 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: Request, _
     except chat.ChatRequestError as exc:
         return JSONResponse(_error_with_id(400, str(exc), request, param=exc.param), status_code=400)
     ids = {"completion_id": "chatcmpl-" + request.state.request_id, "created": int(time.time()), "model": body.model}
-    kwargs = {"top_k": ask.top_k, "mode": ask.mode, "history": ask.history, "filters": Filters.from_mapping(ask.filters.as_mapping())}
+    kwargs = {"top_k": ask.top_k, "mode": ask.mode, "history": ask.history, "filters": ask.filters}
     prompt = "\n".join([*ask.history, ask.question])
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -30,7 +30,7 @@ from rag.index.format import (
     verify_files,
 )
 from rag.lexical import LexicalIndex
-from rag.sentences import answer_units
+from rag.units import answer_units
 
 
 @dataclass

@@ -34,17 +34,17 @@ from rag.index.format import (
     TermTable,
 )
 from rag.lexical import BM25Params, LexicalIndex, analyze
-from rag.sentences import answer_units
+from rag.units import answer_units
 
 
 def analysis_fingerprint() -> str:
-    """Identifies the code that splits answer units and analyses terms (rag/sentences.py, rag/lexical.py):
+    """Identifies the code that splits answer units and analyses terms (rag/units.py, rag/lexical.py):
     stored units are reused by the next build only while that code is unchanged."""
     import rag.lexical
-    import rag.sentences
+    import rag.units
 
     digest = hashlib.sha256()
-    for module in (rag.sentences, rag.lexical):
+    for module in (rag.units, rag.lexical):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

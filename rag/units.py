@@ -1,4 +1,5 @@
-"""Sentence boundaries with character offsets.
+"""Answer units, the quotable pieces of a passage (sentences, whole list items, a list with the sentence
+that introduces it), and the sentence boundaries they are made of, as character offsets.
 
 Quotes in answers must be exact substrings of passages, so the splitter never rewrites text:
 it returns ``(start, end)`` spans into the string it was given, trimmed of surrounding space.

@@ -1,0 +1,27 @@
+"""The knobs of answer composition, read by unit scoring, quote selection and the answer service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rag.answerability import AnswerabilityModel
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """Knobs of answer composition; defaults calibrated on eval/data/qa.jsonl (see eval/RESULTS.md)."""
+
+    max_sentences: int = 4  # most quotes (answer sentences) in an answer
+    relative_cutoff: float = 0.6  # extra quotes must score at least this share of the best unit
+    dense_weight: float = 0.65  # unit score: similarity to the question ...
+    lexical_weight: float = 0.35  # ... and IDF-weighted share of the question's terms it contains
+    context_weight: float = 0.3  # unit vectors are read in the context of their passage
+    centering: float = 0.6  # share of the corpus' mean unit vector removed before comparing (0 = plain cosine)
+    redundancy: float = 0.88  # cosine above which a unit repeats one already chosen
+    abstain_threshold: float = 0.24  # below this support the service abstains
+    min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know
+    max_history: int = 5
+    answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answerability.py)
+    yes_no_sentences: int = 2  # a yes/no question is settled by its best quote, and one more at most
+    extra_share: float = 0.5  # quotes after the first need this share of the answerability threshold
+    uncertain_sentences: int = 4  # most quotes in an answer that says part of the question is not covered

@@ -94,17 +94,20 @@ class RequestContextMiddleware:
                 raise
             await self._refuse(exc, rid, send_wrapped, openai_shape=path.startswith("/v1/"))
         finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            # Route templates keep the label set small; FastAPI's own pages (/docs, /openapi.json)
-            # carry no route in the scope, so a path that was served is its own label.
-            label = getattr(route, "path", None) or (path if sent["status"] and sent["status"] != 404 else "unmatched")
-            method = scope.get("method", "")
-            status = sent["status"] or 500
-            self.state.metrics.requests.labels(route=label, method=method, status=str(status)).inc()
-            self.state.metrics.latency.labels(route=label, method=method).observe(elapsed)
-            log.info("%s %s %s %.1fms", method, path, status, elapsed * 1000)
+            self._record(scope, path, sent["status"], time.perf_counter() - started)
             request_id_var.reset(token)
+
+    def _record(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
+        """Count and time the request under its route template, and log it."""
+        route = scope.get("route")
+        # Route templates keep the label set small; FastAPI's own pages (/docs, /openapi.json)
+        # carry no route in the scope, so a path that was served is its own label.
+        label = getattr(route, "path", None) or (path if status and status != 404 else "unmatched")
+        method = scope.get("method", "")
+        status = status or 500
+        self.state.metrics.requests.labels(route=label, method=method, status=str(status)).inc()
+        self.state.metrics.latency.labels(route=label, method=method).observe(elapsed)
+        log.info("%s %s %s %.1fms", method, path, status, elapsed * 1000)
 
     @staticmethod
     def _precheck(scope: Scope, headers: dict, settings, limit: int) -> _Refused | None:

@@ -1,5 +1,8 @@
 """ONNX exports of the bundled model: made once, offline, into the cache folder, and checked on every use.
 
+One cohesive thing, kept in one module: the export, its int8 recipe, its checks and the runtime that
+reads it share one on-disk layout (below) and one lock, and tests replace its steps in this module.
+
 Layout under ``<cache_dir>/models/all-MiniLM-L6-v2/``::
 
     .export.lock        held while one process exports; others wait, then reuse its result

@@ -143,7 +143,8 @@ class Handling:
 
 def handling(service, items: Sequence[QAItem], model: AnswerabilityModel, *, top_k: int = 5) -> Handling:
     """Ask every question through the service with ``model`` and count outcomes (partial questions left out)."""
-    from eval.qa import InProcessAsker, run_questions
+    from eval.askers import InProcessAsker
+    from eval.qa import run_questions
 
     service.config = replace(service.config, answerability=model)
     results = run_questions([i for i in items if i.kind != "partial"], InProcessAsker(None, top_k=top_k, service=service), progress=False)

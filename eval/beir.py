@@ -9,151 +9,20 @@ the product does it; a document longer than one chunk is scored by its best chun
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from eval.datasets import BeirDataset, load_dataset
 from eval.errors import EvalDataError
+from eval.trec import read_trec_run, write_trec_run
 
-CORPUS_FILE = "corpus.jsonl"
-QUERIES_FILE = "queries.jsonl"
-QRELS_DIR = "qrels"
 #: Documents written per query: the usual TREC depth, and enough for Recall@100 and MAP@100.
 DEFAULT_DEPTH = 1000
-
-
-@dataclass(frozen=True)
-class BeirDataset:
-    """One split of a BEIR dataset: the judged queries and their judgements (the corpus is read when indexing)."""
-
-    root: Path
-    name: str
-    split: str
-    queries: dict[str, str]  # judged query id -> text, in qrels order
-    qrels: dict[str, dict[str, int]]  # query id -> {doc id: relevance}
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def corpus_path(self) -> Path:
-        return self.root / CORPUS_FILE
-
-
-def available_splits(root: Path) -> list[str]:
-    folder = root / QRELS_DIR
-    return sorted(p.stem for p in folder.glob("*.tsv")) if folder.is_dir() else []
-
-
-def load_queries(path: Path) -> dict[str, str]:
-    """Query id -> text from a BEIR ``queries.jsonl``."""
-    queries: dict[str, str] = {}
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise EvalDataError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise EvalDataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-                    raise EvalDataError(f'{path}: line {lineno}: expected an object with "_id" and "text" (BEIR queries format)')
-                queries[str(record["_id"])] = " ".join(record["text"].split())
-        except UnicodeDecodeError:
-            raise EvalDataError(f"{path}: not valid UTF-8; re-save the file as UTF-8") from None
-    return queries
-
-
-def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """Judgements from a qrels file: ``query-id corpus-id score`` (BEIR) or ``query-id 0 corpus-id score`` (TREC).
-
-    Columns are separated by tabs (or, in a file without tabs, by spaces). The first line may
-    be a header; every other line must have 3 or 4 columns and an integer score.
-    """
-    qrels: dict[str, dict[str, int]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalDataError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise EvalDataError(f"{path}: not valid UTF-8; re-save the file as UTF-8") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        cols = [c.strip() for c in line.split("\t")] if "\t" in line else line.split()
-        if len(cols) not in (3, 4):
-            raise EvalDataError(
-                f"{path}: line {lineno}: expected 3 columns (query-id corpus-id score) or 4 (query-id 0 corpus-id score), "
-                f"found {len(cols)}: {line.strip()[:80]!r}"
-            )
-        qid, doc, score = (cols[0], cols[1], cols[2]) if len(cols) == 3 else (cols[0], cols[2], cols[3])
-        try:
-            rel = int(score)
-        except ValueError:
-            if lineno == 1 and not qrels:
-                continue  # a header line such as "query-id corpus-id score"
-            raise EvalDataError(f"{path}: line {lineno}: the score {score!r} is not an integer") from None
-        if not qid or not doc:
-            raise EvalDataError(f"{path}: line {lineno}: empty query or document id")
-        qrels.setdefault(qid, {})[doc] = rel
-    if not qrels:
-        raise EvalDataError(f"{path}: no judgements in the file")
-    return qrels
-
-
-def load_dataset(
-    root: str | Path, split: str = "test", *, skip_unknown_queries: bool = False, qrels_file: str | Path | None = None
-) -> BeirDataset:
-    """Read and check a BEIR dataset folder's queries and the qrels of ``split``.
-
-    ``qrels_file`` is judgements kept outside the folder (a subset of queries, such as a part held
-    out from training); it replaces ``qrels/<split>.tsv`` and its name becomes the split's.
-
-    A judgement for a query id that ``queries.jsonl`` lacks is an error (the query cannot be
-    asked, so any figure would be wrong); ``skip_unknown_queries`` drops such queries with a
-    warning instead.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise EvalDataError(f"{root}: no such dataset folder; pass --data a folder with {CORPUS_FILE}, {QUERIES_FILE} and {QRELS_DIR}/")
-    for name in (CORPUS_FILE, QUERIES_FILE):
-        if not (root / name).is_file():
-            raise EvalDataError(f"{root}: {name} is missing; a BEIR dataset folder has {CORPUS_FILE}, {QUERIES_FILE} and {QRELS_DIR}/<split>.tsv")
-    qrels_path = Path(qrels_file) if qrels_file else root / QRELS_DIR / f"{split}.tsv"
-    if qrels_file:
-        split = qrels_path.stem
-        if not qrels_path.is_file():
-            raise EvalDataError(f"{qrels_path}: no such qrels file; pass --qrels a file of 'query-id corpus-id score' lines")
-    if not qrels_path.is_file():
-        splits = available_splits(root)
-        hint = f"available splits: {', '.join(splits)}" if splits else f"{root / QRELS_DIR} has no .tsv files"
-        raise EvalDataError(f"{root}: no qrels for split {split!r} ({qrels_path} is missing); {hint}; choose one with --split")
-    qrels = load_qrels(qrels_path)
-    all_queries = load_queries(root / QUERIES_FILE)
-    unknown = [q for q in qrels if q not in all_queries]
-    warnings: list[str] = []
-    if unknown:
-        if not skip_unknown_queries:
-            more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-            raise EvalDataError(
-                f"{qrels_path}: query id {unknown[0]!r}{more} is judged but not in {QUERIES_FILE}; "
-                "fix the dataset or pass --skip-unknown-queries to leave such queries out"
-            )
-        warnings.append(f"{len(unknown)} judged query id(s) are not in {QUERIES_FILE} and were left out (first: {unknown[0]!r})")
-        qrels = {q: docs for q, docs in qrels.items() if q in all_queries}
-    empty = [q for q in qrels if not all_queries[q]]
-    if empty:
-        raise EvalDataError(f"{root / QUERIES_FILE}: query {empty[0]!r} has empty text; give every judged query some text")
-    return BeirDataset(root, root.resolve().name, split, {q: all_queries[q] for q in qrels}, qrels, tuple(warnings))
 
 
 # ------------------------------------------------------------------------------------ indexing
@@ -269,60 +138,6 @@ def retrieve_run(
     return run, stats
 
 
-# ----------------------------------------------------------------------------------- run files
-
-
-def strictly_decreasing(scores: Sequence[float]) -> list[float]:
-    """Scores as float32 values made strictly decreasing by the smallest steps, keeping the given order.
-
-    Tools that read a run file order documents by score and break ties each their own way
-    (trec_eval by document id, descending), and pytrec_eval compares scores in single
-    precision. Separating ties at float32 precision means every tool reads the ranking we made.
-    """
-    out: list[np.float32] = []
-    for score in scores:
-        value = np.float32(score)
-        if out and value >= out[-1]:
-            value = np.nextafter(out[-1], np.float32(-np.inf))
-        out.append(value)
-    return [float(v) for v in out]
-
-
-def write_trec_run(path: str | Path, run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> Path:
-    """Write ``qid Q0 docid rank score tag`` lines, atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    for qid, docs in run.items():
-        bad = next((i for i in (qid, *(d for d, _ in docs)) if not i or any(ch.isspace() for ch in i)), None)
-        if bad is not None:
-            raise EvalDataError(f"the id {bad!r} is empty or holds whitespace and cannot be written to a TREC run file; rename it in the dataset")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for qid, docs in run.items():
-            for rank, ((doc, _), score) in enumerate(zip(docs, strictly_decreasing([s for _, s in docs])), start=1):
-                # repr() round-trips the float exactly, so a reader sees the same order we wrote.
-                handle.write(f"{qid} Q0 {doc} {rank} {score!r} {tag}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def read_trec_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
-    """A TREC run file as qid -> [(docid, score)], ordered by score as evaluation tools order it."""
-    run: dict[str, list[tuple[str, float]]] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        cols = line.split()
-        if len(cols) != 6:
-            raise EvalDataError(f"{path}: line {lineno}: expected 'qid Q0 docid rank score tag'")
-        run.setdefault(cols[0], []).append((cols[2], float(cols[4])))
-    for docs in run.values():
-        docs.sort(key=lambda d: -d[1])
-    return run
-
-
 @dataclass(frozen=True)
 class BeirResult:
     dataset: str
@@ -373,6 +188,21 @@ def _unindexed_relevant(dataset: BeirDataset, index) -> str | None:
     return None
 
 
+def _checked_dataset(root, split: str, mode: str, depth: int, skip_unknown_queries: bool, qrels_file, log) -> BeirDataset:
+    """The dataset to score, after the arguments that cannot work are refused with a message."""
+    from rag.retrieve import MODES
+
+    if mode not in MODES:
+        raise EvalDataError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if depth < 100:
+        raise EvalDataError(f"depth must be at least 100 (Recall@100 and MAP@100 need it); got {depth}")
+    dataset = load_dataset(root, split, skip_unknown_queries=skip_unknown_queries, qrels_file=qrels_file)
+    for warning in dataset.warnings:
+        log(f"warning: {warning}")
+    log(f"{dataset.name} [{dataset.split}]: {len(dataset.queries)} judged queries, {sum(map(len, dataset.qrels.values()))} judgements")
+    return dataset
+
+
 def run_beir(
     root: str | Path,
     settings,
@@ -390,18 +220,11 @@ def run_beir(
 ) -> BeirResult:
     """Index, retrieve, write the run file and score it; the figures are computed from the file as written."""
     from eval.metrics import ir_scores
-    from rag.retrieve import MODES, Retriever
+    from rag.retrieve import Retriever
     from rag.service import make_encoder
 
-    if mode not in MODES:
-        raise EvalDataError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    if depth < 100:
-        raise EvalDataError(f"depth must be at least 100 (Recall@100 and MAP@100 need it); got {depth}")
-    dataset = load_dataset(root, split, skip_unknown_queries=skip_unknown_queries, qrels_file=qrels_file)
+    dataset = _checked_dataset(root, split, mode, depth, skip_unknown_queries, qrels_file, log)
     split = dataset.split
-    for warning in dataset.warnings:
-        log(f"warning: {warning}")
-    log(f"{dataset.name} [{split}]: {len(dataset.queries)} judged queries, {sum(map(len, dataset.qrels.values()))} judgements")
     encoder = encoder or make_encoder(settings)
     index, report, index_seconds = _index_logged(dataset, settings, encoder, index_dir, progress, log)
     warnings = list(dataset.warnings)
@@ -431,19 +254,24 @@ def run_beir(
         metrics=scores.aggregate,
         per_query=scores.per_query,
         run_file=str(run_path),
-        counts={
-            "queries": len(dataset.queries),
-            "documents": report.articles,
-            "chunks": report.chunks,
-            "embedded": report.embedded,
-            "cached": report.cached,
-            "short_queries": stats.short,
-            "empty_queries": stats.empty,
-        },
+        counts=_counts(dataset, report, stats),
         seconds={"index": round(index_seconds, 2), "retrieve": round(stats.seconds, 2)},
         settings=benchmark_settings(settings, encoder, depth),
         warnings=tuple(warnings),
     )
+
+
+def _counts(dataset: BeirDataset, report, stats: RunStats) -> dict[str, int]:
+    """What was indexed and asked, recorded beside the figures."""
+    return {
+        "queries": len(dataset.queries),
+        "documents": report.articles,
+        "chunks": report.chunks,
+        "embedded": report.embedded,
+        "cached": report.cached,
+        "short_queries": stats.short,
+        "empty_queries": stats.empty,
+    }
 
 
 def benchmark_settings(settings, encoder, depth: int) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eval.beir import load_dataset
+from eval.datasets import load_dataset
 from eval.tune.data import split_queries, write_qrels
 
 

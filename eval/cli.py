@@ -57,7 +57,7 @@ def _check_mode(mode: str) -> None:
 
 
 def _asker(url: str | None, index_dir: Path | None, k: int, mode: str, api_key: str | None = None, wait: float = 60.0):
-    from eval.qa import HttpAsker, InProcessAsker
+    from eval.askers import HttpAsker, InProcessAsker
     from rag.settings import load_settings
 
     if url:

@@ -42,6 +42,31 @@ def _best_rate(fn, n_items: int, rounds: int) -> float:
     return n_items / best
 
 
+def _padded(session, tokenizer, batch: int):
+    """An encoder that pads length-sorted batches into one run each (the alternative to unpadded runs)."""
+    names = {i.name for i in session.get_inputs()}
+
+    def encode(texts):
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            enc = tokenizer.encode_batch([texts[i] for i in idx])
+            width = max(len(e.ids) for e in enc)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for row, e in enumerate(enc):
+                ids[row, : len(e.ids)] = e.ids
+                mask[row, : len(e.ids)] = 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            (hidden,) = session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in names})
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+            out[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+    return encode
+
+
 def _onnx_variants(passages: list[str], cache_dir: Path, rounds: int, log) -> list[dict]:
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -59,37 +84,14 @@ def _onnx_variants(passages: list[str], cache_dir: Path, rounds: int, log) -> li
         session = ort.InferenceSession(str(path), session_options(threads_per_run), providers=["CPUExecutionProvider"])
         return OnnxModel(session, tokenizer, parallel)
 
-    def padded(session, batch: int):
-        names = {i.name for i in session.get_inputs()}
-
-        def encode(texts):
-            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-            out = np.zeros((len(texts), 384), dtype=np.float32)
-            for start in range(0, len(order), batch):
-                idx = order[start : start + batch]
-                enc = tokenizer.encode_batch([texts[i] for i in idx])
-                width = max(len(e.ids) for e in enc)
-                ids = np.zeros((len(idx), width), dtype=np.int64)
-                mask = np.zeros_like(ids)
-                for row, e in enumerate(enc):
-                    ids[row, : len(e.ids)] = e.ids
-                    mask[row, : len(e.ids)] = 1
-                feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-                (hidden,) = session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in names})
-                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-                out[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-            return out
-
-        return encode
-
     rows = []
     shipped_model = model(shipped, 1, 2)
     reference = model(folder / FP32_FILE, 1, 2).encode(passages)
     variants = {
         "int8, one unpadded run per text, 2 at once x 1 thread (shipped)": shipped_model.encode,
         "int8, one unpadded run per text, 1 at a time x 2 threads": model(shipped, 2, 1).encode,
-        "int8, padded batches of 32 by length, 2 threads": padded(
-            ort.InferenceSession(str(shipped), session_options(2), providers=["CPUExecutionProvider"]), 32
+        "int8, padded batches of 32 by length, 2 threads": _padded(
+            ort.InferenceSession(str(shipped), session_options(2), providers=["CPUExecutionProvider"]), tokenizer, 32
         ),
     }
     with tempfile.TemporaryDirectory(prefix="rag-variants-") as tmp:

@@ -20,20 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from eval import metrics as m
+from eval.askers import Asker
 from eval.errors import EvalDataError
 from rag.chunking import BREADCRUMB_SEPARATOR
-from core.errors import RagError
 
 #: The question set that ships with the product (the default of ``rag eval qa``).
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "data" / "qa.jsonl"
 UNANSWERABLE_KINDS = ("off-topic", "near-domain", "references")
-
-
-class ServerError(RagError):
-    """The server under evaluation cannot be reached or is not ready."""
 
 
 @dataclass(frozen=True)
@@ -131,126 +126,6 @@ def load_question_set(path: str | Path) -> list[QAItem]:
     return items
 
 
-# --------------------------------------------------------------------------------------- askers
-
-
-class Asker(Protocol):
-    """Something that answers questions the way ``POST /ask`` does (its JSON body)."""
-
-    target: str
-
-    def ask(self, question: str) -> dict: ...
-
-    def passage_text(self, passage_id: str) -> str | None: ...
-
-
-class InProcessAsker:
-    """The answer service in this process, over the configured index."""
-
-    def __init__(self, settings, *, top_k: int = 5, mode: str = "hybrid", service=None):
-        from rag.service import open_answer_service
-
-        self.service = service or open_answer_service(settings)
-        self.top_k, self.mode = top_k, mode
-        self.target = f"in-process index {self.service.index.path} (build {self.service.index.build_id})"
-        if self.service.retriever.encoder is not None:
-            self.service.retriever.encoder.warm_up()  # latency figures should not include loading the model
-
-    def ask(self, question: str) -> dict:
-        from rag.payloads import AskResponse
-
-        answer = self.service.ask(question, top_k=self.top_k, mode=self.mode)
-        return AskResponse.of(answer).model_dump(mode="json")
-
-    def passage_text(self, passage_id: str) -> str | None:
-        chunk = self.service.index.chunk(passage_id)
-        return None if chunk is None else chunk.text
-
-
-class HttpAsker:
-    """A running server, through ``POST /ask`` and ``GET /passages/{id}``."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        top_k: int = 5,
-        mode: str = "hybrid",
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        wait: float = 60.0,
-        on_wait: Callable[[str], None] = lambda message: None,
-    ):
-        import httpx
-
-        self.url = url.rstrip("/")
-        if not self.url.startswith(("http://", "https://")):
-            raise ServerError(f"--url must start with http:// or https:// (got {url!r})")
-        self.top_k, self.mode = top_k, mode
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self.client = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
-        self.target = f"server {self.url}"
-        self._wait_ready(wait, on_wait)
-
-    def _wait_ready(self, wait: float, on_wait: Callable[[str], None]) -> None:
-        """Wait up to ``wait`` seconds for a server that is still starting (not listening yet, or 503)."""
-        import httpx
-
-        started = time.monotonic()
-        deadline = started + wait
-        told = False
-        while True:
-            if not told and time.monotonic() - started > 1.0:  # say so only when it is a real wait
-                on_wait(f"waiting up to {wait:.0f} s for {self.url} to be ready ...")
-                told = True
-            try:
-                response = self.client.get("/ready")
-            except httpx.HTTPError as exc:
-                if isinstance(exc, httpx.ConnectError) and time.monotonic() < deadline:
-                    time.sleep(1.0)
-                    continue
-                raise ServerError(
-                    f"cannot reach {self.url} ({exc.__class__.__name__}); start the server (make run) or fix --url"
-                ) from None
-            if response.status_code == 200:
-                ready = response.json()
-                self.target = f"server {self.url} (build {ready.get('build_id')}, {ready.get('chunks')} chunks)"
-                return
-            if response.status_code != 503 or time.monotonic() > deadline:
-                raise ServerError(f"{self.url}/ready answered HTTP {response.status_code}; is this the question-answering service?")
-            time.sleep(0.5)
-
-    def ask(self, question: str) -> dict:
-        import httpx
-
-        body = {"question": question, "top_k": self.top_k, "mode": self.mode}
-        for attempt in range(6):
-            try:
-                response = self.client.post("/ask", json=body)
-            except httpx.HTTPError as exc:
-                raise ServerError(f"{self.url}/ask failed ({exc.__class__.__name__}: {exc}); is the server still running?") from None
-            if response.status_code != 429 or attempt == 5:
-                break
-            # Rate limited: wait as told (the wait is not part of any latency, which is measured per call).
-            time.sleep(min(float(response.headers.get("Retry-After") or 1), 60.0))
-        if response.status_code == 401:
-            raise ServerError(f"{self.url} needs an API key for /ask; pass --api-key (or set RAG_EVAL_API_KEY)")
-        if response.status_code != 200:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:200]
-            return {"error": f"HTTP {response.status_code}: {detail}"}
-        return response.json()
-
-    def passage_text(self, passage_id: str) -> str | None:
-        response = self.client.get(f"/passages/{passage_id}")
-        return response.json()["text"] if response.status_code == 200 else None
-
-    def close(self) -> None:
-        self.client.close()
-
-
 # --------------------------------------------------------------------------------------- scoring
 
 
@@ -306,6 +181,27 @@ class QAResult:
         return {**asdict(self), "passed": self.passed, "key_match": self.key_match}
 
 
+def _problems(item: QAItem, result: QAResult, abstained: bool) -> list[str]:
+    """What a response got wrong for its question: invalid citations, a wrong abstention, a missed gold section or key."""
+    problems = list(result.citation_problems)
+    if item.kind == "partial" and not abstained and result.abstention_reason != "partial":
+        problems.append("a partial answer not marked as partial")
+    if item.answerable:
+        if abstained:
+            problems.append("abstained on an answerable question")
+        else:
+            if item.gold_sections and not m.hit_at(result.citation_rank, 3):
+                problems.append("no gold section among the first 3 citations")
+            missing = [" | ".join(g) for g, ok in zip(item.answer_key, result.key_groups) if not ok]
+            if missing:
+                problems.append("answer lacks: " + "; ".join(missing))
+    elif not abstained:
+        problems.append(f"answered an unanswerable ({item.kind}) question")
+    elif item.kind == "references" and result.abstention_reason not in (None, "references_only"):
+        problems.append(f"a question answered only by the references abstained as {result.abstention_reason}, not references_only")
+    return problems
+
+
 def score_response(item: QAItem, response: dict, latency_ms: float, passage_text: Callable[[str], str | None]) -> QAResult:
     """Check one ``/ask`` response against the question's gold sections and answer key."""
     if "error" in response:
@@ -351,22 +247,7 @@ def score_response(item: QAItem, response: dict, latency_ms: float, passage_text
     if item.missing and result.abstention_reason:
         said = " ".join([result.abstention_message, *abstention.get("missing", [])])
         result.names_missing = names_missing(item.missing, said, abstention.get("mentioned", []))
-    problems = list(result.citation_problems)
-    if item.kind == "partial" and not abstained and result.abstention_reason != "partial":
-        problems.append("a partial answer not marked as partial")
-    if item.answerable:
-        if abstained:
-            problems.append("abstained on an answerable question")
-        else:
-            if item.gold_sections and not m.hit_at(result.citation_rank, 3):
-                problems.append("no gold section among the first 3 citations")
-            missing = [" | ".join(g) for g, ok in zip(item.answer_key, result.key_groups) if not ok]
-            if missing:
-                problems.append("answer lacks: " + "; ".join(missing))
-    elif not abstained:
-        problems.append(f"answered an unanswerable ({item.kind}) question")
-    elif item.kind == "references" and result.abstention_reason not in (None, "references_only"):
-        problems.append(f"a question answered only by the references abstained as {result.abstention_reason}, not references_only")
+    problems = _problems(item, result, abstained)
     result.problems = problems
     return result
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.beir import load_dataset, strictly_decreasing
+from eval.datasets import load_dataset
+from eval.trec import strictly_decreasing
 from eval.metrics import ir_scores
 from rag.fusion import convex_combination, reciprocal_rank_fusion, top
 

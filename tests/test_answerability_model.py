@@ -13,7 +13,8 @@ import pytest
 
 from answer_checks import check_answer
 from corpus import load_corpus
-from eval.qa import InProcessAsker, load_question_set, run_questions, summarise
+from eval.askers import InProcessAsker
+from eval.qa import load_question_set, run_questions, summarise
 from rag.answer import AnswerService
 from rag.index import build_index, load_index
 from rag.retrieve import Retriever

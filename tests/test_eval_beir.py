@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.beir import load_dataset, load_qrels, read_trec_run
+from eval.datasets import load_dataset, load_qrels
+from eval.trec import read_trec_run
 from eval.errors import EvalDataError
 
 FILLER = " ".join(f"Sentence {i} of the long report repeats ordinary words about weather and rivers." for i in range(40))

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from eval import metrics as m
-from eval.beir import read_trec_run, strictly_decreasing, write_trec_run
+from eval.trec import read_trec_run, strictly_decreasing, write_trec_run
 from eval.calibration import calibrate
 from eval.qa import QAResult
 from eval.report import compare

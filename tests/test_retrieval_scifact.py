@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from corpus import load_corpus
-from eval.beir import load_dataset
+from eval.datasets import load_dataset
 from rag.index import build_index, load_index
 from rag.retrieve import Retriever
 

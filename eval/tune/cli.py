@@ -44,10 +44,7 @@ def tune_command(
 
     Validates on a part of the questions it does not train on; use the result with --model or RAG_MODEL_PATH.
     """
-    from embeddings.minilm import MiniLMEncoder
-    from rag.settings import load_settings
     from eval.tune.config import TuneConfig
-    from eval.tune.data import load_beir_set, load_qa_set
     from eval.tune.train import check_output, tune
 
     config = TuneConfig(
@@ -61,23 +58,36 @@ def tune_command(
         max_pairs=max_pairs,
     )
     check_output(output, overwrite)
+    labelled = _labelled(data, split, qrels, corpus)
+    report = tune(labelled, output, config, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
+    _echo_validation(report)
+    typer.echo(f"tuned model written to {report.output} in {report.seconds:.0f} s; use it with --model {report.output} or RAG_MODEL_PATH")
+
+
+def _labelled(data: Path, split: str, qrels: Path | None, corpus: Path | None):
+    """The labelled questions of a BEIR folder or of a question set over a corpus."""
+    from core.errors import ConfigError
+    from embeddings.minilm import MiniLMEncoder
+    from eval.tune.data import load_beir_set, load_qa_set
+    from rag.settings import load_settings
+
     settings = load_settings(corpus_dir=corpus)
     fits = MiniLMEncoder().fits  # chunks as the index makes them for the bundled model's window
     if data.is_dir():
-        labelled = load_beir_set(data, split, qrels, fits=fits)
-    elif data.is_file():
-        labelled = load_qa_set(data, settings.corpus_dir, fits=fits)
-    else:
-        from core.errors import ConfigError
+        return load_beir_set(data, split, qrels, fits=fits)
+    if data.is_file():
+        return load_qa_set(data, settings.corpus_dir, fits=fits)
+    raise ConfigError(f"{data}: no such folder or file; pass --data a BEIR folder or a question set (JSONL)")
 
-        raise ConfigError(f"{data}: no such folder or file; pass --data a BEIR folder or a question set (JSONL)")
-    report = tune(labelled, output, config, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
-    if report.base and report.epochs:
-        best = max(report.epochs, key=lambda h: h["hybrid_ndcg@10"])
-        typer.echo(
-            f"validation nDCG@10 ({report.dev_queries} questions): hybrid {report.base['hybrid_ndcg@10']:.4f} -> {best['hybrid_ndcg@10']:.4f}, "
-            f"dense {report.base['dense_ndcg@10']:.4f} -> {best['dense_ndcg@10']:.4f}"
-        )
-        if best["hybrid_ndcg@10"] < report.base["hybrid_ndcg@10"]:
-            typer.echo("warning: the tuned model is worse than the bundled one on the validation questions; keep the bundled model", err=True)
-    typer.echo(f"tuned model written to {report.output} in {report.seconds:.0f} s; use it with --model {report.output} or RAG_MODEL_PATH")
+
+def _echo_validation(report) -> None:
+    """Base against tuned figures on the validation part, with a warning when tuning made things worse."""
+    if not (report.base and report.epochs):
+        return
+    best = max(report.epochs, key=lambda h: h["hybrid_ndcg@10"])
+    typer.echo(
+        f"validation nDCG@10 ({report.dev_queries} questions): hybrid {report.base['hybrid_ndcg@10']:.4f} -> {best['hybrid_ndcg@10']:.4f}, "
+        f"dense {report.base['dense_ndcg@10']:.4f} -> {best['dense_ndcg@10']:.4f}"
+    )
+    if best["hybrid_ndcg@10"] < report.base["hybrid_ndcg@10"]:
+        typer.echo("warning: the tuned model is worse than the bundled one on the validation questions; keep the bundled model", err=True)

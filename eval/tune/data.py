@@ -65,7 +65,7 @@ def _chunk_all(articles, fits) -> list:
 def load_beir_set(root: str | Path, split: str = "train", qrels_file: str | Path | None = None, fits=None) -> LabelledSet:
     """A BEIR folder's judged queries of ``split`` (or of ``qrels_file``) and its corpus, chunked like the index."""
     from corpus.loader import load_corpus
-    from eval.beir import load_dataset
+    from eval.datasets import load_dataset
     from rag.chunking import embed_text
 
     dataset = load_dataset(root, split, qrels_file=qrels_file)

@@ -245,12 +245,7 @@ def tune(
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
             model.save(str(work), create_model_card=False)
             if evaluator is not None and evaluator.history:
-                report.epochs = evaluator.history
-                report.best_epoch = round(max(evaluator.history, key=lambda h: h[f"hybrid_{METRIC}"])["epoch"])
-                sweep = evaluator.figures(model, ALPHAS)
-                report.alphas = {a: sweep[f"hybrid_{METRIC}@{a}"] for a in ALPHAS}
-                report.alpha = max(ALPHAS, key=lambda a: (report.alphas[a], -abs(a - config.alpha)))
-                log(f"hybrid fusion weight chosen on the validation questions: alpha {report.alpha} (nDCG@10 {report.alphas[report.alpha]:.4f})")
+                _choose_alpha(report, evaluator, model, config, log)
             report.seconds = round(time.perf_counter() - started, 1)
             write_card(work, report, config)
             checkpoint("tune-written")
@@ -259,6 +254,16 @@ def tune(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _choose_alpha(report: TuneReport, evaluator, model, config: TuneConfig, log: Callable[[str], None]) -> None:
+    """Record the epochs' validation figures and the hybrid fusion weight the validation questions prefer."""
+    report.epochs = evaluator.history
+    report.best_epoch = round(max(evaluator.history, key=lambda h: h[f"hybrid_{METRIC}"])["epoch"])
+    sweep = evaluator.figures(model, ALPHAS)
+    report.alphas = {a: sweep[f"hybrid_{METRIC}@{a}"] for a in ALPHAS}
+    report.alpha = max(ALPHAS, key=lambda a: (report.alphas[a], -abs(a - config.alpha)))
+    log(f"hybrid fusion weight chosen on the validation questions: alpha {report.alpha} (nDCG@10 {report.alphas[report.alpha]:.4f})")
 
 
 def first_questions(data: LabelledSet, query_ids: list[str], max_pairs: int, seed: int) -> list[str]:

@@ -1,0 +1,166 @@
+"""The layout rules, read from the code's own imports: packages import downward only, no module
+imports itself back through others, and modules and functions stay a readable size."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Each package and the project packages it may import (README, "Layout").
+LAYERS: dict[str, set[str]] = {
+    "core": set(),
+    "corpus": {"core"},
+    "embeddings": {"core"},
+    "rag": {"core", "corpus", "embeddings"},
+    "api": {"core", "corpus", "embeddings", "rag"},
+    "eval": {"core", "corpus", "embeddings", "rag"},
+}
+
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _sources() -> dict[str, Path]:
+    return {_module_name(p): p for package in LAYERS for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, modules: set[str]) -> set[str]:
+    """Project modules that ``name`` imports anywhere in its file (module level or inside functions)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            # "from pkg import mod" imports the module pkg.mod when there is one.
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    sources = _sources()
+    modules = set(sources)
+    return {name: _imports(name, path, modules) for name, path in sources.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_the_imports_it_must_see():
+    """The reader itself: known edges are found, so an empty list of violations means something."""
+    graph = _graph()
+    assert "core.errors" in graph["rag.settings"] or any(m.startswith("core") for m in graph["rag.settings"])
+    assert any(m.startswith("rag.") for m in graph["api.app"])
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_packages_import_downward_only():
+    graph = _graph()
+    wrong = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        for target in targets
+        if (top := target.split(".")[0]) != (home := source.split(".")[0]) and top not in LAYERS[home]
+    )
+    assert wrong == [], "imports against the layers (README, Layout):\n" + "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    cycles = _cycles(_graph())
+    assert cycles == [], "modules that import each other: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def _function_lengths(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                body = body[1:] or body  # the docstring is documentation, not length
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            yield node.name, node.lineno, node.end_lineno - start + 1 - (body[0].lineno - node.body[0].lineno)
+
+
+def test_functions_stay_short():
+    long = [
+        f"{path.relative_to(ROOT)}:{line} {name}() has {length} lines"
+        for path in _sources().values()
+        for name, line, length in _function_lengths(path)
+        if length > MAX_FUNCTION_LINES
+    ]
+    assert long == [], f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(sorted(long))
+
+
+def test_long_modules_say_why_they_are_one_thing():
+    """A module over the size limit is allowed only when its docstring says why it is one cohesive thing."""
+    unexplained = []
+    for path in _sources().values():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= MAX_MODULE_LINES:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if "one cohesive" not in doc.lower():
+            unexplained.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert unexplained == [], f"modules over {MAX_MODULE_LINES} lines whose docstring does not say why they are one cohesive thing: " + ", ".join(unexplained)
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_each_package_says_what_it_is_for_and_what_it_may_import(package):
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text(encoding="utf-8"))) or ""
+    assert len(doc) > 40, f"{package}/__init__.py needs a docstring: what the package is for, what it may import"
+    assert "import" in doc.lower(), f"{package}/__init__.py's docstring does not say what it may import"

@@ -792,4 +792,13 @@ def _load_words(build_dir: Path, manifest: dict, mmap: bool) -> tuple[dict[str, 
     return {w: i for i, w in enumerate(words)}, vectors
 
 
+# The publishing rules and previous-build readers, public for builders of other index layouts
+# (rag/shards.py writes sharded builds with the same lock, link swap and clean-up).
+check_target = _check_target
+clean_stale = _clean_stale
+current_build = _current_build
+previous_chunks = _previous_chunks
+article_records = _article_records
+library_versions = _library_versions
+
 __all__ = ["BuildReport", "Index", "RagError", "build_index", "load_index", "read_manifest", "verify_files"]

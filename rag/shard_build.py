@@ -77,6 +77,7 @@ class Steps:
 
     chunk: Callable[[list[Article], ChunkerConfig], list[list[Chunk]]] | None = None
     run: Run = run_here
+    before_shards: Callable[[], None] | None = None  # e.g. release the embedding actors' CPUs
 
 
 def _previous_sharded_chunks(index_dir: Path, chunker: dict, model_key: str) -> tuple[dict[str, str], dict[str, list[Chunk]]]:
@@ -206,6 +207,8 @@ def build_sharded(
         word_array, words_embedded = build_words(words, previous_words(index_dir, encoder.cache_key), encoder, cache, progress)
         timings["embed"] = time.perf_counter() - t
         checkpoint("embedded")
+        if steps.before_shards is not None:
+            steps.before_shards()
 
         t = time.perf_counter()
         records = article_records(index_dir, articles, prints, old_prints)
@@ -275,3 +278,30 @@ def shard_sizes(chunk_ids: Sequence[str], shards: int) -> list[int]:
 
 
 __all__ = ["Steps", "build_sharded", "run_here", "shard_inputs"]
+
+
+def index_sharded(settings, *, skip_bad: bool = False, progress: bool | None = None, warn=None, log=lambda m: None) -> BuildReport:
+    """``rag index --shards S`` in this process: the sharded format without a cluster."""
+    from corpus.loader import load_corpus
+    from rag.service import bm25_params, chunker_config, make_encoder, open_cache, window_warning
+
+    articles = load_corpus(settings.corpus_dir, skip_bad=skip_bad, warn=warn)
+    encoder = make_encoder(settings)
+    problem = window_warning(settings, encoder)
+    if problem and warn is not None:
+        warn(problem)
+    return build_sharded(
+        articles,
+        settings.index_dir,
+        encoder,
+        shards=settings.shards,
+        chunker=chunker_config(settings),
+        bm25=bm25_params(settings),
+        vector_index=settings.vector_index,
+        hnsw_threshold=settings.hnsw_threshold,
+        vector_params=VectorStoreParams(hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search),
+        cache=open_cache(settings),
+        corpus_path=str(settings.corpus_dir),
+        progress=progress,
+        log=log,
+    )

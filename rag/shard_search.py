@@ -191,5 +191,13 @@ class ShardedRetriever:
         ]
 
 
-def sharded_filter_values(index: ShardedIndex) -> dict[str, list[str]]:
-    return filter_values(index.articles)
+def sharded_search(settings, encoder, query: str, k: int, mode: str, filters: Filters) -> list[SearchResult]:
+    """``rag search`` over a sharded build in this process (the shards memory-mapped)."""
+    from rag.shards import load_sharded
+
+    index = load_sharded(settings.index_dir, encoder, mmap=True)
+    if filters and not any(len(s.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)) for s in index.shards):
+        values = filter_values(index.articles)
+        raise QueryError(f"no document matches the filters; the articles that exist are: {', '.join(values['article'][:15])}")
+    retriever = ShardedRetriever(index, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha)
+    return retriever.search(query, k=k, mode=mode, filters=filters)

@@ -24,7 +24,7 @@ from rag.shard_search import ShardedRetriever
 from rag.shards import CorpusStats, is_sharded, lexical_with_stats, load_sharded, partition, shard_of
 from core.errors import IndexFormatError
 
-from conftest import SMALL_CORPUS, write_files
+from conftest import RAG_BIN, SMALL_CORPUS, write_files
 
 SPACELAW = DEFAULT_CORPUS_DIR.parent.parent / "eval" / "data" / "spacelaw"
 
@@ -203,3 +203,28 @@ def test_sharded_rebuild_reuses_chunks_and_keeps_the_previous_build_on_failure(t
     with pytest.raises(Exception):
         build_sharded(articles, where, HashingEncoder(), shards=0)
     assert load_sharded(where).build_id == second.build_id
+
+
+def test_cli_sharded_index_and_search_without_ray(tmp_path, small_corpus):
+    """`rag index --shards 2` and `rag search` on the sharded build run locally and never import Ray."""
+    import subprocess
+    import sys
+
+    from conftest import rag_env
+
+    script = (
+        "import sys\n"
+        "from rag.cli import app\n"
+        "for argv in (['index', '--shards', '2'], ['search', 'termites', '--json']):\n"
+        "    app(argv, standalone_mode=False)\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    env = rag_env(tmp_path, RAG_CORPUS_DIR=small_corpus)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert is_sharded(tmp_path / "index")
+    payload = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert payload["results"][0]["article"] == "aardvarks"
+    # Answers need a single index: a clear one-line refusal, not a traceback.
+    ask = subprocess.run([str(RAG_BIN), "ask", "What do aardvarks eat?"], env=env, capture_output=True, text=True, timeout=300)
+    assert ask.returncode != 0 and "sharded index of 2 shards" in ask.stderr and "Traceback" not in ask.stderr

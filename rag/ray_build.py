@@ -138,7 +138,8 @@ def chunk_with_ray(spec: EncoderSpec) -> Callable[[list[Article], ChunkerConfig]
         if not articles:
             return []
         ds = ray.data.from_items([{"i": i, "blob": pickle.dumps(a)} for i, a in enumerate(articles)])
-        rows = ds.map_batches(_Chunker, fn_constructor_args=(spec, chunker), batch_size=16, concurrency=1).take_all()
+        workers = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray.cluster_resources().get("CPU", 1))))
+        rows = ds.map_batches(_Chunker, fn_constructor_args=(spec, chunker), batch_size=16, compute=workers).take_all()
         made: list[list[Chunk]] = [[] for _ in articles]
         for row in rows:
             made[int(row["i"])] = pickle.loads(row["chunks"])

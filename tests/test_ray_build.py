@@ -6,6 +6,7 @@ Few and quick (a 2-core machine): one real-model comparison, one killed actor, o
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -120,5 +121,8 @@ def test_killed_driver_leaves_the_previous_index(ray_cluster, tmp_path):
     assert after.build_id == before.build_id and len(after) == len(before)
     again = subprocess.run([str(RAG_BIN), "index"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+    # Incremental: the killed build's vectors were cached, so only the new article (if anything) is embedded.
+    embedded = int(re.search(r"embedded (\d+), cached (\d+)", again.stdout).group(1))
+    assert embedded <= 1, again.stdout
     assert not [p for p in (tmp_path / "index.builds").iterdir() if p.name.endswith(".tmp")]
     assert len(load_sharded(tmp_path / "index")) > len(before)

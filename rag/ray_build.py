@@ -47,10 +47,15 @@ class EncoderSpec:
 def connect(address: str | None, *, num_cpus: int | None = None, object_store_memory: int = 500_000_000) -> None:
     """Join the cluster at ``address``, or start a local one-machine cluster when none is given."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray engine needs the ray extra: pip install -e '.[ray]' (or use --engine local)") from None
 
     if ray.is_initialized():
         return
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
@@ -67,6 +72,23 @@ def connect(address: str | None, *, num_cpus: int | None = None, object_store_me
         raise ConfigError(
             f"cannot reach {where} ({str(exc).splitlines()[0][:160]}); start one with 'ray start --head' and pass its address "
             "with --ray-address or RAG_RAY_ADDRESS"
+        ) from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, with a clear line, when nothing listens at a ``host:port`` address (Ray itself
+    retries for minutes); other forms (``auto``, ``ray://``) are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "/" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc.__class__.__name__}); start one with "
+            "'ray start --head' and pass the address it prints with --ray-address or RAG_RAY_ADDRESS"
         ) from None
 
 

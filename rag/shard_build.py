@@ -13,7 +13,7 @@ import datetime as _dt
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +30,6 @@ from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.faults import checkpoint
 from rag.index import (
     CHUNKS,
-    MANIFEST,
     BuildLock,
     BuildReport,
     analysis_fingerprint,
@@ -47,6 +46,7 @@ from rag.index import (
 )
 from rag.lexical import BM25Params
 from rag.shards import (
+    ROWS,
     CorpusStats,
     ShardData,
     check_shards,
@@ -91,7 +91,7 @@ def _previous_sharded_chunks(index_dir: Path, chunker: dict, model_key: str) -> 
         by_article: dict[str, list[tuple[int, Chunk]]] = {}
         for entry in manifest["shards"]:
             folder = index_dir / entry["name"]
-            rows = np.load(folder / "rows.npy", allow_pickle=False)
+            rows = np.load(folder / ROWS, allow_pickle=False)
             with (folder / CHUNKS).open(encoding="utf-8") as handle:
                 for row, line in zip(rows.tolist(), handle):
                     chunk = Chunk.from_dict(json.loads(line))
@@ -271,10 +271,6 @@ def _meta(build_id: str, encoder: Encoder, chunker_meta: dict, bm25: BM25Params,
         "vectors": asdict(params),
         "units": {"analysis": analysis_fingerprint()},
     }
-
-
-def shard_sizes(chunk_ids: Sequence[str], shards: int) -> list[int]:
-    return [len(p) for p in partition(chunk_ids, shards)]
 
 
 __all__ = ["Steps", "build_sharded", "run_here", "shard_inputs"]

@@ -126,3 +126,14 @@ def test_killed_driver_leaves_the_previous_index(ray_cluster, tmp_path):
     assert embedded <= 1, again.stdout
     assert not [p for p in (tmp_path / "index.builds").iterdir() if p.name.endswith(".tmp")]
     assert len(load_sharded(tmp_path / "index")) > len(before)
+
+
+def test_unreachable_cluster_is_one_line(tmp_path):
+    """A wrong --ray-address fails in seconds with one line (Ray alone retries for minutes)."""
+    pytest.importorskip("ray")
+    corpus = write_files(tmp_path / "corpus", SMALL_CORPUS)
+    env = rag_env(tmp_path, RAG_CORPUS_DIR=corpus)
+    proc = subprocess.run([str(RAG_BIN), "index", "--engine", "ray", "--ray-address", "127.0.0.1:1"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: no Ray cluster answers at 127.0.0.1:1")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "index").exists()

@@ -1,5 +1,6 @@
 # Two entry points: `make run` serves the API and widget, `make test` runs the whole suite.
-# Both create .venv on first use and reinstall only when pyproject.toml changes.
+# Both create .venv on first use and reinstall only when pyproject.toml changes; `make test` installs
+# the test and ray extras (the Ray tests start and stop a local cluster themselves).
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
 	@touch $(STAMP) $@
 
 index: $(STAMP)

@@ -64,18 +64,29 @@ def index(
     vector_index: Annotated[Optional[str], typer.Option("--vector-index", help="auto, flat or hnsw.")] = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="local, or ray: build on a Ray cluster [env RAG_ENGINE; default local].")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="A running Ray cluster [env RAG_RAY_ADDRESS; default: start a local one].")] = None,
+    shards: Annotated[Optional[int], typer.Option("--shards", help="Shards by a hash of the chunk id [env RAG_SHARDS; default 1].")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", help="Embedding actors of a Ray build [env RAG_RAY_ACTORS; default one per CPU].")] = None,
 ) -> None:
     """Build (or refresh) the index of a corpus. Unchanged text is never embedded twice."""
     from rag.service import index_corpus
 
     settings = settings_from(
-        corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend, model_path=model
+        corpus_dir=corpus, index_dir=index_dir, vector_index=vector_index, encoder_backend=backend, model_path=model,
+        engine=engine, ray_address=ray_address, shards=shards, ray_actors=actors,
     )
-    report = index_corpus(
-        settings,
-        skip_bad=skip_bad,
-        warn=lambda message: typer.echo(f"warning: {message}", err=True),
-    )
+    warn = lambda message: typer.echo(f"warning: {message}", err=True)  # noqa: E731
+    if settings.engine == "ray":  # Ray is imported only here (rag/index/ray_build.py)
+        from rag.index.ray_build import index_with_ray
+
+        report = index_with_ray(settings, skip_bad=skip_bad, warn=warn)
+    elif settings.shards > 1:
+        from rag.index.shard_build import index_sharded
+
+        report = index_sharded(settings, skip_bad=skip_bad, warn=warn)
+    else:
+        report = index_corpus(settings, skip_bad=skip_bad, warn=warn)
     typer.echo(
         f"indexed {report.articles} article{'s' * (report.articles != 1)} into {report.chunks} chunks "
         f"(embedded {report.embedded}, cached {report.cached}) in {report.seconds:.1f} s "
@@ -234,6 +245,12 @@ def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dic
         raise QueryError("the query is empty; ask a question")
     parsed = Filters.from_mapping(filters)
     encoder = None if mode == "bm25" else _loading_query_encoder(settings)  # a bad --model fails here, first
+    from rag.index.shards import is_sharded
+
+    if is_sharded(settings.index_dir):  # rag/shard_search.py: every shard searched, merged as one index
+        from rag.shard_search import sharded_search
+
+        return search_payload(query, sharded_search(settings, encoder, query, k, mode, parsed))
     _announce_loading(settings, with_model=mode != "bm25")
     idx = open_index(settings, encoder, mmap=True)
     problem = unmatched_filters(idx, parsed)

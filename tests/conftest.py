@@ -325,3 +325,19 @@ def mixed_retriever(tmp_path_factory, bundled_index):
         cache.close()
     assert report.embedded == report.chunks - 10
     return Retriever(load_index(root / "index", bundled_index.encoder), bundled_index.encoder)
+
+
+# ------------------------------------------------------------------------------------ a Ray cluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster for the session (2 CPUs, a small object store, no dashboard, no usage
+    stats), stopped at the end; yields its address for ``rag`` subprocesses to join."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, object_store_memory=200_000_000, include_dashboard=False, namespace="rag", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

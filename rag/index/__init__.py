@@ -14,10 +14,12 @@ A build killed at any moment leaves the previous index intact and readers never 
 Modules, one job each: ``format`` (file names, manifest checks, term tables), ``reuse`` (what an
 unchanged article lends the next build: chunks, answer units with vectors and terms, the word table),
 ``publish`` (build lock, stale builds, atomic swap of the link), ``build`` (:func:`build_index` as
-its steps) and ``load`` (the :class:`Index` class and :func:`load_index`).
+its steps) and ``load`` (the :class:`Index` class and :func:`load_index`). Sharded builds: ``shards``
+(the sharded layout and BM25 statistics summed over shards), ``shard_build`` (a build split into S shards)
+and ``ray_build`` (the same build on a Ray cluster; Ray is imported only there).
 
 May import: ``core``, ``corpus``, ``embeddings`` and the text-analysis modules of ``rag`` (chunking,
-lexical, sentences, question, tokens, faults); never ``api`` or ``eval``, nor the retrieval and answer
+lexical, units, question, tokens, faults); never ``api`` or ``eval``, nor the retrieval and answer
 modules that read an index.
 """
 

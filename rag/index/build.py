@@ -165,7 +165,7 @@ def _write_files(tmp: Path, chunks: list[Chunk], records: dict, store: VectorSto
         np.save(tmp / WORD_VECTORS, np.asarray(units.word_vectors, dtype=np.float16))
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     return package_versions(("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken"))
 
 
@@ -178,7 +178,7 @@ def _manifest(
         "format_version": FORMAT_VERSION,
         "build_id": build_id,
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "software": {"rag": __version__, **_library_versions()},
+        "software": {"rag": __version__, **library_versions()},
         "model": {
             "name": encoder.name,
             "fingerprint": encoder.fingerprint,

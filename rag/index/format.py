@@ -85,6 +85,11 @@ def read_manifest(index_dir: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFormatError(f"{path}: not a rag index manifest; rebuild the index with 'rag index'")
     version = manifest.get("format_version")
+    if version == 3 and manifest.get("shards"):  # rag/index/shards.py
+        raise IndexFormatError(
+            f"{path}: a sharded index of {len(manifest['shards'])} shards; 'rag search' reads it, answers need an index "
+            "built with --shards 1"
+        )
     if version not in READABLE_VERSIONS:
         raise IndexFormatError(
             f"{path}: index format version {version!r} is not supported (this is version {FORMAT_VERSION}); "

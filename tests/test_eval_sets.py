@@ -51,3 +51,58 @@ def test_split_shares_and_both_parts_have_every_set():
         fit = sum(split_part(i) == "fit" for i in ids)
         assert 0 < fit < len(ids), name
         assert abs(fit / len(ids) - FIT_SHARE) < 0.12, f"{name}: {fit}/{len(ids)} in the fit part"
+
+
+# ------------------------------------------------------------------ the fresh held-out set
+
+FRESH = DATA / "heldout-2026-12.jsonl"
+KINDS = {"factoid", "definition", "list", "multi-section", "paraphrase", "partial", "near-domain", "off-topic"}
+
+
+def _section_texts() -> dict[tuple[str, ...], str]:
+    """Cleaned text under each breadcrumb of the documents the set is asked of (spacelaw/ with the bundled article)."""
+    from corpus import load_corpus
+
+    texts: dict[tuple[str, ...], str] = {}
+    for article in load_corpus(DATA / "spacelaw"):
+        for s in article.sections:
+            texts[tuple(s.breadcrumb)] = texts.get(tuple(s.breadcrumb), "") + " " + article.text[s.start : s.end]
+    return {crumb: " ".join(text.casefold().split()) for crumb, text in texts.items()}
+
+
+def test_fresh_heldout_set_format_and_mix():
+    items = load_question_set(FRESH)
+    assert len(items) >= 40
+    assert {i.kind for i in items} == KINDS
+    assert {i.corpus for i in items} == {"bundled", "spacelaw"}
+    for item in items:
+        assert item.answerable == (item.kind not in ("near-domain", "off-topic")), item.id
+        if item.kind in ("near-domain", "partial"):
+            assert item.missing, f"{item.id}: say what the documents lack"
+    assert sum(i.kind == "near-domain" for i in items) >= 8
+    assert sum(i.kind == "multi-section" for i in items) >= 2
+    assert sum(i.kind == "paraphrase" for i in items) >= 8
+
+
+def test_fresh_heldout_gold_sections_exist_and_hold_the_answer_keys():
+    texts = _section_texts()
+    for item in load_question_set(FRESH):
+        if not item.answerable:
+            assert not item.gold_sections and not item.answer_key, item.id
+            continue
+        assert item.gold_sections and item.answer_key, item.id
+        for crumb in item.gold_sections:
+            assert crumb in texts, f"{item.id}: no section {crumb}"
+        gold = " ".join(texts[c] for c in item.gold_sections)
+        for group in item.answer_key:
+            assert any(" ".join(alt.casefold().split()) in gold for alt in group), f"{item.id}: {group} not in its gold sections"
+        if item.kind == "multi-section":
+            assert len(item.gold_sections) >= 2, item.id
+
+
+def test_fresh_heldout_shares_nothing_with_the_other_sets():
+    fresh = load_question_set(FRESH)
+    others = [i for p in sorted(DATA.glob("*.jsonl")) if p != FRESH for i in load_question_set(p)]
+    assert not {i.id for i in fresh} & {i.id for i in others}
+    norm = lambda q: " ".join(q.casefold().split())  # noqa: E731
+    assert not {norm(i.question) for i in fresh} & {norm(i.question) for i in others}

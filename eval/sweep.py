@@ -1,16 +1,23 @@
-"""Explore retrieval settings on a BEIR dataset: one index, one embedding pass, many fusions and BM25 variants.
+"""Explore retrieval settings on a BEIR dataset, and answer-composition settings on question sets.
 
-A benchmark script, not a test: it prints a table. The dense ranking and BM25 scores of every
-query are computed once and then fused with the same functions the Retriever uses
+A benchmark script, not a test: it prints tables. Retrieval: the dense ranking and BM25 scores of
+every query are computed once and then fused with the same functions the Retriever uses
 (:mod:`rag.fusion`), so a grid of settings costs seconds each. Settings worth keeping are
 then confirmed with ``rag eval beir``, whose figures are the ones reported.
 
     python -m eval.sweep --data ../shared/datasets/scifact --split train
+
+Composition (``composition``): every question is retrieved once and
+composed under each grid point; questions are split into a fit and a validate part by a seeded hash
+of their id, the setting is chosen on the fit part and reported on both.
+
+    python -m eval.sweep composition --set eval/data/qa.jsonl .rag-index --set eval/data/fit.jsonl .rag-eval-index
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -127,6 +134,9 @@ def bm25_builders(index) -> dict[str, Callable]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["composition"]:
+        return composition_main(argv[1:])
     from eval.beir import index_dataset
     from rag.settings import load_settings
     from rag.service import make_encoder
@@ -182,6 +192,159 @@ def main(argv: list[str] | None = None) -> None:
             run[q] = list(zip([d for d, _ in docs], strictly_decreasing([s for _, s in docs])))
         s = ir_scores(dataset.qrels, run).aggregate
         print(f"{v.name:<34} {s['nDCG@10']:>8.4f} {s['Recall@100']:>7.4f} {s['MRR@10']:>7.4f} {s['MAP@100']:>8.4f}", flush=True)
+
+
+# ------------------------------------------------------------------------------- answer composition
+
+#: The split for tuning answer composition: a question is in the fit part when the SHA-256 of
+#: "<SPLIT_SEED>:<id>", read as a 64-bit number, falls in the first FIT_SHARE of its range, otherwise in
+#: the validate part. It depends on the id alone (not on the file, order or other questions), so a
+#: question stays in its part when sets grow. Changing the seed or the share makes a different split.
+SPLIT_SEED = "composition-split-1"
+FIT_SHARE = 0.6
+CENTERING_GRID = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+CUTOFF_GRID = (0.5, 0.6, 0.75)
+
+
+def split_part(qid: str, seed: str = SPLIT_SEED, fit_share: float = FIT_SHARE) -> str:
+    """``"fit"`` or ``"validate"``: the part of the composition split that question ``qid`` belongs to."""
+    digest = hashlib.sha256(f"{seed}:{qid}".encode("utf-8")).digest()
+    return "fit" if int.from_bytes(digest[:8], "big") < fit_share * 2**64 else "validate"
+
+
+@dataclass(frozen=True)
+class Setting:
+    centering: float
+    cutoff: float
+
+    @property
+    def name(self) -> str:
+        return f"centring {self.centering:g}, cut-off {self.cutoff:g}"
+
+
+@dataclass(frozen=True)
+class PartFigures:
+    """Counts of one grid point on one part; ``right`` is what the choice maximises."""
+
+    questions: int
+    answerable: int
+    correct: int  # answered, a gold section among the first 3 citations, every answer-key group stated
+    hit3: int  # a gold section among the first 3 citations (answerable questions with gold sections)
+    key: int  # every answer-key group stated
+    abstained: int  # answerable questions abstained on
+    citations: float  # mean citations per answered answerable question
+    unanswerable: int
+    handled: int  # unanswerable questions abstained on, or answered with a note naming what is missing
+
+    @property
+    def right(self) -> int:
+        return self.correct + self.handled
+
+    def rank_key(self) -> tuple[int, int, int]:
+        return (self.right, self.key, self.hit3)
+
+
+def part_figures(results) -> PartFigures:
+    """Count the outcomes of scored questions (:class:`eval.qa.QAResult`)."""
+    from eval.metrics import hit_at
+
+    answerable = [r for r in results if r.answerable]
+    answered = [r for r in answerable if not r.abstained]
+    unanswerable = [r for r in results if not r.answerable]
+    return PartFigures(
+        questions=len(results),
+        answerable=len(answerable),
+        correct=sum(bool(r.answered_correctly) for r in answerable),
+        hit3=sum(hit_at(r.citation_rank, 3) for r in answerable if r.gold_sections),
+        key=sum(bool(r.key_match) for r in answerable if r.key_groups),
+        abstained=len(answerable) - len(answered),
+        citations=sum(len(r.cited_sections) for r in answered) / max(len(answered), 1),
+        unanswerable=len(unanswerable),
+        handled=sum(r.handled for r in unanswerable),
+    )
+
+
+def choose_setting(figures: dict[Setting, PartFigures], current: Setting) -> Setting:
+    """The rule, fixed before the sweep ran: most questions right (answerable answered correctly plus
+    unanswerable handled), then most answer keys, then most gold sections in the first 3 citations;
+    among settings tied on all three, the current default if it is one of them (no change without a gain),
+    else the first in grid order."""
+    best = max(f.rank_key() for f in figures.values())
+    tied = [s for s, f in figures.items() if f.rank_key() == best]
+    return current if current in tied else tied[0]
+
+
+def _figure_row(name: str, f: PartFigures) -> str:
+    return (
+        f"{name:<28} {f.right:>3}/{f.questions:<3} {f.correct:>3}/{f.answerable:<3} {f.hit3:>5} {f.key:>5}"
+        f" {f.citations:>6.2f} {f.abstained:>5} {f.handled:>3}/{f.unanswerable:<3}"
+    )
+
+
+def _print_part(part: str, figures: dict[Setting, PartFigures], marks: dict[Setting, str]) -> None:
+    header = f"{'setting [' + part + ']':<28} {'right':>7} {'correct':>7} {'hit@3':>5} {'key':>5} {'cites':>6} {'abst':>5} {'handled':>7}"
+    print(header)
+    print("-" * len(header))
+    for s, f in figures.items():
+        print(_figure_row(s.name + marks.get(s, ""), f), flush=True)
+
+
+def composition_main(argv: list[str]) -> None:
+    """Sweep centring x extra-sentence cut-off on the fit part, choose there, and report both parts."""
+    from rag.payloads import AskResponse
+    from eval.qa import load_question_set, score_response
+    from rag.answer import AnswerService
+    from rag.service import answer_config, make_encoder, open_answer_service
+    from rag.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m eval.sweep composition", description=composition_main.__doc__)
+    parser.add_argument("--set", nargs=2, action="append", required=True, metavar=("QUESTIONS", "INDEX_DIR"),
+                        help="a question set and the index to ask it of (repeatable)")
+    parser.add_argument("--k", type=int, default=5, help="passages per question (top_k of /ask)")
+    parser.add_argument("--centering", type=float, nargs="+", default=CENTERING_GRID)
+    parser.add_argument("--cutoff", type=float, nargs="+", default=CUTOFF_GRID)
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    encoder = make_encoder(settings)
+    base = answer_config(settings)
+    current = Setting(base.centering, base.relative_cutoff)
+    grid = [Setting(c, x) for c in args.centering for x in args.cutoff]
+    grid += [current] if current not in grid else []
+    asked: dict[str, list] = {"fit": [], "validate": []}  # part -> (item, service, retrieval)
+    for path, index_dir in args.set:
+        service = open_answer_service(load_settings(index_dir=index_dir), encoder=encoder)
+        items = load_question_set(path)
+        counts = {"fit": 0, "validate": 0}
+        for item in items:
+            part = split_part(item.id)
+            counts[part] += 1
+            asked[part].append((item, service, service.retrieve(item.question, top_k=args.k)))
+        print(f"{path} ({index_dir}): fit {counts['fit']}, validate {counts['validate']}", file=sys.stderr)
+
+    figures: dict[str, dict[Setting, PartFigures]] = {"fit": {}, "validate": {}}
+    for setting in grid:
+        config = replace(base, centering=setting.centering, relative_cutoff=setting.cutoff)
+        for part, rows in asked.items():
+            results = []
+            for item, service, retrieval in rows:
+                answer = AnswerService(service.retriever, config).finish(retrieval)
+                response = AskResponse.of(answer).model_dump(mode="json")
+                results.append(score_response(item, response, 0.0, lambda pid, s=service: _passage_text(s, pid)))
+            figures[part][setting] = part_figures(results)
+    chosen = choose_setting(figures["fit"], current)
+    marks = {current: " (default)"} | ({chosen: " (chosen)"} if chosen != current else {})
+    for part in ("fit", "validate"):
+        print()
+        _print_part(part, figures[part], marks)
+    print(f"\nchosen on fit: {chosen.name}; current default: {current.name}")
+    for part in ("fit", "validate"):
+        print(_figure_row(f"{part}: chosen", figures[part][chosen]))
+
+
+def _passage_text(service, passage_id: str) -> str | None:
+    chunk = service.index.chunk(passage_id)
+    return None if chunk is None else chunk.text
 
 
 if __name__ == "__main__":

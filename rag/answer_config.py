@@ -9,14 +9,15 @@ from rag.answerability import AnswerabilityModel
 
 @dataclass(frozen=True)
 class AnswerConfig:
-    """Knobs of answer composition; defaults calibrated on eval/data/qa.jsonl (see eval/RESULTS.md)."""
+    """Knobs of answer composition. ``centering`` and ``relative_cutoff`` were chosen on a fit part and confirmed on a
+    validate part of the tuning question sets (``python -m eval.sweep composition``, eval/RESULTS.md)."""
 
     max_sentences: int = 4  # most quotes (answer sentences) in an answer
-    relative_cutoff: float = 0.6  # extra quotes must score at least this share of the best unit
+    relative_cutoff: float = 0.5  # extra quotes must score at least this share of the best unit
     dense_weight: float = 0.65  # unit score: similarity to the question ...
     lexical_weight: float = 0.35  # ... and IDF-weighted share of the question's terms it contains
     context_weight: float = 0.3  # unit vectors are read in the context of their passage
-    centering: float = 0.6  # share of the corpus' mean unit vector removed before comparing (0 = plain cosine)
+    centering: float = 1.0  # share of the corpus' mean unit vector removed before comparing (0 = plain cosine)
     redundancy: float = 0.88  # cosine above which a unit repeats one already chosen
     abstain_threshold: float = 0.24  # below this support the service abstains
     min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know

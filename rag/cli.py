@@ -77,14 +77,10 @@ def index(
         engine=engine, ray_address=ray_address, shards=shards, ray_actors=actors,
     )
     warn = lambda message: typer.echo(f"warning: {message}", err=True)  # noqa: E731
-    if settings.engine == "ray":  # Ray is imported only here (rag/index/ray_build.py)
-        from rag.index.ray_build import index_with_ray
+    if settings.engine == "ray":  # Ray is imported only here (rag/ray_build.py)
+        from rag.ray_build import index_with_ray
 
         report = index_with_ray(settings, skip_bad=skip_bad, warn=warn)
-    elif settings.shards > 1:
-        from rag.index.shard_build import index_sharded
-
-        report = index_sharded(settings, skip_bad=skip_bad, warn=warn)
     else:
         report = index_corpus(settings, skip_bad=skip_bad, warn=warn)
     typer.echo(

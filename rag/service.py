@@ -60,13 +60,21 @@ def index_corpus(
     warn: Callable[[str], None] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> BuildReport:
-    """Parse the configured corpus and publish a new index build."""
+    """Parse the configured corpus and publish a new index build (sharded when ``settings.shards`` > 1)."""
     articles = load_corpus(settings.corpus_dir, skip_bad=skip_bad, warn=warn)
     encoder = encoder or make_encoder(settings)
     problem = window_warning(settings, encoder)
     if problem and warn is not None:
         warn(problem)
-    return build_index(
+    if settings.shards > 1:
+        from functools import partial
+
+        from rag.index.shard_build import build_sharded
+
+        build = partial(build_sharded, shards=settings.shards)
+    else:
+        build = build_index
+    return build(
         articles,
         settings.index_dir,
         encoder,

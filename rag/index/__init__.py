@@ -15,8 +15,8 @@ Modules, one job each: ``format`` (file names, manifest checks, term tables), ``
 unchanged article lends the next build: chunks, answer units with vectors and terms, the word table),
 ``publish`` (build lock, stale builds, atomic swap of the link), ``build`` (:func:`build_index` as
 its steps) and ``load`` (the :class:`Index` class and :func:`load_index`). Sharded builds: ``shards``
-(the sharded layout and BM25 statistics summed over shards), ``shard_build`` (a build split into S shards)
-and ``ray_build`` (the same build on a Ray cluster; Ray is imported only there).
+(the sharded layout and BM25 statistics summed over shards) and ``shard_build`` (a build split into S shards;
+``rag/ray_build.py`` runs its steps on a Ray cluster).
 
 May import: ``core``, ``corpus``, ``embeddings`` and the text-analysis modules of ``rag`` (chunking,
 lexical, units, question, tokens, faults); never ``api`` or ``eval``, nor the retrieval and answer

@@ -289,30 +289,3 @@ def _meta(build_id: str, encoder: Encoder, chunker_meta: dict, bm25: BM25Params,
 
 
 __all__ = ["Steps", "build_sharded", "run_here", "shard_inputs"]
-
-
-def index_sharded(settings, *, skip_bad: bool = False, progress: bool | None = None, warn=None, log=lambda m: None) -> BuildReport:
-    """``rag index --shards S`` in this process: the sharded format without a cluster."""
-    from corpus.loader import load_corpus
-    from rag.service import bm25_params, chunker_config, make_encoder, open_cache, window_warning
-
-    articles = load_corpus(settings.corpus_dir, skip_bad=skip_bad, warn=warn)
-    encoder = make_encoder(settings)
-    problem = window_warning(settings, encoder)
-    if problem and warn is not None:
-        warn(problem)
-    return build_sharded(
-        articles,
-        settings.index_dir,
-        encoder,
-        shards=settings.shards,
-        chunker=chunker_config(settings),
-        bm25=bm25_params(settings),
-        vector_index=settings.vector_index,
-        hnsw_threshold=settings.hnsw_threshold,
-        vector_params=VectorStoreParams(hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search),
-        cache=open_cache(settings),
-        corpus_path=str(settings.corpus_dir),
-        progress=progress,
-        log=log,
-    )

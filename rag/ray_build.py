@@ -252,8 +252,8 @@ def run_as_tasks(fn: Callable, items: list) -> list:
 def index_with_ray(settings, *, actors: int | None = None, skip_bad: bool = False, progress: bool | None = None, warn=None, log=lambda m: None):
     """Build and publish the index of ``settings.corpus_dir`` on the Ray cluster ``settings.ray_address``."""
     from rag.service import bm25_params, chunker_config, make_encoder, open_cache, window_warning
+    from rag.settings import vector_store_params
     from rag.index.shard_build import Steps, build_sharded
-    from embeddings.vectorstore import VectorStoreParams
 
     connect(settings.ray_address)
     import ray
@@ -279,7 +279,7 @@ def index_with_ray(settings, *, actors: int | None = None, skip_bad: bool = Fals
             bm25=bm25_params(settings),
             vector_index=settings.vector_index,
             hnsw_threshold=settings.hnsw_threshold,
-            vector_params=VectorStoreParams(hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search),
+            vector_params=vector_store_params(settings),
             cache=open_cache(settings),
             corpus_path=str(settings.corpus_dir),
             progress=progress,

@@ -38,6 +38,7 @@ def tune_command(
     max_pairs: Annotated[
         int, typer.Option("--max-pairs", min=0, help="Train on only as many questions as give this many pairs (0: all).")
     ] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=0, max=256, help="CPU threads for training (0: one per core).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output folder.")] = False,
 ) -> None:
     """Fine-tune the bundled encoder on labelled questions and write a model folder with a model card.
@@ -58,6 +59,7 @@ def tune_command(
         seed=seed,
         max_steps=max_steps,
         max_pairs=max_pairs,
+        threads=threads,
     )
     check_output(output, overwrite)
     settings = load_settings(corpus_dir=corpus)
@@ -79,4 +81,4 @@ def tune_command(
         )
         if best["hybrid_ndcg@10"] < report.base["hybrid_ndcg@10"]:
             typer.echo("warning: the tuned model is worse than the bundled one on the validation questions; keep the bundled model", err=True)
-    typer.echo(f"tuned model written to {report.output} in {report.seconds:.0f} s; use it with --model {report.output} or RAG_MODEL_PATH")
+    typer.echo(f"tuned model written to {report.output} in {report.seconds:.0f} s ({report.cpu_seconds:.0f} CPU-seconds); use it with --model {report.output} or RAG_MODEL_PATH")

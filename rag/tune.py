@@ -55,6 +55,9 @@ class TuneConfig:
     max_steps: int = -1  # stop after this many steps (tests); -1: run every epoch
     max_pairs: int = 0  # train on the first questions (in seeded order) that give this many pairs; 0: all
     threads: int = 0
+    # Loss variants, tried and not better on the validation part (eval/RESULTS.md); kept so the comparison can be repeated.
+    symmetric: bool = False  # also rank a batch's questions for each passage (MultipleNegativesRankingLoss doc_to_query)
+    hardness: float = 0.0  # weight harder in-batch negatives more (MultipleNegativesRankingLoss hardness_strength); 0: off
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or not 0 < self.learning_rate < 1:
@@ -184,7 +187,6 @@ def _dataset(pairs: list[Pair], negatives: bool):
 def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: TuneConfig, work: Path, progress: bool):
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import EarlyStoppingCallback
 
     negatives = config.hard_negatives and all(p.negative is not None for p in pairs)
@@ -222,7 +224,7 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
         model=model,
         args=args,
         train_dataset=_dataset(pairs, negatives),
-        loss=MultipleNegativesRankingLoss(model),
+        loss=_loss(model, config),
         evaluator=evaluator,
         callbacks=callbacks,
     )
@@ -232,6 +234,17 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     return trainer.model
+
+
+def _loss(model, config: TuneConfig):
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(
+        model,
+        directions=("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",),
+        hardness_mode="in_batch_negatives" if config.hardness else None,
+        hardness_strength=config.hardness,
+    )
 
 
 def check_output(output: str | Path, overwrite: bool) -> Path:

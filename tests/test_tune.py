@@ -104,6 +104,39 @@ def test_no_judged_document_is_ever_a_negative(qrels):
         assert p.negative_doc is None or p.negative_doc not in qrels[p.query_id]
 
 
+class CountingModel:
+    """A stand-in for a SentenceTransformer in validation: hashing vectors, and a count of the texts it embeds."""
+
+    def __init__(self):
+        from embeddings.fake import HashingEncoder
+
+        self.encoder, self.embedded = HashingEncoder(), 0
+
+    def encode(self, texts, **kwargs):
+        self.embedded += len(texts)
+        return self.encoder.embed_batch(list(texts))
+
+
+def test_validation_embeds_the_pool_once_per_epoch_and_sweeps_the_fusion_weight_on_it():
+    from eval.tune.config import ALPHAS
+    from eval.tune.train import PoolEvaluator
+    from eval.tune.data import validation_pool
+
+    data = labelled()
+    lexical = LexicalIndex.build(list(data.passages))
+    dev = ["q1", "q3", "q4"]
+    pool = validation_pool(data, dev, lexical, depth=3)
+    evaluator = PoolEvaluator(data, dev, pool, {q: lexical.scores(data.queries[q])[pool] for q in dev}, alpha=0.5)
+    model = CountingModel()
+    logged = evaluator(model, epoch=1.0, steps=4)
+    assert model.embedded == len(pool) + len(dev)  # one pass: the sweep reuses the epoch's embeddings
+    assert set(logged) == {"dev_hybrid_ndcg@10", "dev_dense_ndcg@10"}  # what the trainer logs and picks the epoch by
+    (sweep,) = evaluator.sweeps
+    assert list(sweep) == list(ALPHAS) and all(0 <= v <= 1 for v in sweep.values())
+    assert sweep[0.5] == logged["dev_hybrid_ndcg@10"] == evaluator.history[0]["hybrid_ndcg@10"]
+    assert evaluator.history[0]["epoch"] == 1.0
+
+
 def write_beir(root: Path) -> Path:
     (root / "qrels").mkdir(parents=True)
     filler = " ".join(f"Sentence {i} of the survey repeats plain words about weather and rivers." for i in range(40))
@@ -268,7 +301,10 @@ def test_tiny_tuning_writes_a_model_with_its_card_and_indexes_refuse_other_model
     assert meta["sizes"] == {"train_questions": 5, "pairs": 6, "validation_questions": 2, "validation_pool": meta["sizes"]["validation_pool"]}
     assert set(meta["validation"]["base"]) == set(meta["validation"]["tuned"]) == {"hybrid_ndcg@10", "dense_ndcg@10"}
     assert meta["validation"]["alpha"] in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    assert len(meta["validation"]["alpha_sweep"]) == 7
+    sweep = meta["validation"]["alpha_sweep"]
+    assert len(sweep) == 7 and sweep[str(meta["validation"]["alpha"])] == max(sweep.values())
+    assert sweep["0.5"] == meta["validation"]["tuned"]["hybrid_ndcg@10"]  # the sweep was measured on the kept model
+    assert meta["cpu_seconds"] > 0 and len(meta["machine"]["load_average"]) == 3
     card = (output / "README.md").read_text()
     assert "sentence-transformers/all-MiniLM-L6-v2" in card and meta["fingerprint"][:16] in card and "| hybrid |" in card
 

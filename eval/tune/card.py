@@ -37,8 +37,9 @@ def write_card(folder: Path, report: TuneReport, config: TuneConfig) -> None:
             "alpha_sweep": {str(a): v for a, v in report.alphas.items()},
         },
         "seconds": report.seconds,
-        # Training time depends on what else the machine runs; the load says how busy it was.
-        "machine": {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)},
+        "cpu_seconds": report.cpu_seconds,
+        # Wall time depends on what else the machine runs; the load averages (1, 5, 15 min, at the start) say how busy it was.
+        "machine": {"cpus": os.cpu_count(), "threads": config.threads or os.cpu_count(), "load_average": list(report.load_average)},
     }
     (folder / TUNE_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     (folder / "README.md").write_text(card_markdown(meta), encoding="utf-8")
@@ -78,7 +79,8 @@ def card_markdown(meta: dict) -> str:
             f"- Loss: {meta['loss']}",
             f"- Epochs {cfg['epochs']} (best kept: {v['best_epoch']}), batch {cfg['batch_size']}, learning rate {cfg['learning_rate']}, "
             f"warm-up {cfg['warmup_ratio']}, max sequence length {cfg['max_seq_length']}, seed {cfg['seed']}",
-            f"- Took {meta['seconds']} s on {meta['machine']['cpus']} CPU cores (load average {meta['machine']['load_average']} at the end).",
+            f"- Took {meta['seconds']} s ({meta['cpu_seconds']} CPU-seconds) on {meta['machine']['cpus']} CPU cores "
+            f"(load average {', '.join(map(str, meta['machine']['load_average']))} at the start).",
             "",
             "## Validation (nDCG@10 on the validation questions)",
             "",

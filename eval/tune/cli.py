@@ -38,6 +38,7 @@ def tune_command(
     max_pairs: Annotated[
         int, typer.Option("--max-pairs", min=0, help="Train on only as many questions as give this many pairs (0: all).")
     ] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=0, max=256, help="CPU threads for training (0: one per core).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output folder.")] = False,
 ) -> None:
     """Fine-tune the bundled encoder on labelled questions and write a model folder with a model card.
@@ -56,12 +57,13 @@ def tune_command(
         seed=seed,
         max_steps=max_steps,
         max_pairs=max_pairs,
+        threads=threads,
     )
     check_output(output, overwrite)
     labelled = _labelled(data, split, qrels, corpus)
     report = tune(labelled, output, config, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
     _echo_validation(report)
-    typer.echo(f"tuned model written to {report.output} in {report.seconds:.0f} s; use it with --model {report.output} or RAG_MODEL_PATH")
+    typer.echo(f"tuned model written to {report.output} in {report.seconds:.0f} s ({report.cpu_seconds:.0f} CPU-seconds); use it with --model {report.output} or RAG_MODEL_PATH")
 
 
 def _labelled(data: Path, split: str, qrels: Path | None, corpus: Path | None):

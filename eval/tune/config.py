@@ -31,6 +31,9 @@ class TuneConfig:
     max_steps: int = -1  # stop after this many steps (tests); -1: run every epoch
     max_pairs: int = 0  # train on the first questions (in seeded order) that give this many pairs; 0: all
     threads: int = 0
+    # Loss variants, tried and not better on the validation part (eval/RESULTS.md); kept so the comparison can be repeated.
+    symmetric: bool = False  # also rank a batch's questions for each passage (MultipleNegativesRankingLoss doc_to_query)
+    hardness: float = 0.0  # weight harder in-batch negatives more (MultipleNegativesRankingLoss hardness_strength); 0: off
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or not 0 < self.learning_rate < 1:
@@ -51,3 +54,5 @@ class TuneReport:
     alpha: float | None = None  # the hybrid fusion weight the validation part preferred
     alphas: dict[float, float] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of this process: what the run costs whatever else the machine runs
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # at the start: how busy the machine was

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -40,6 +41,7 @@ class PoolEvaluator(BaseEvaluator):
         self.name = "dev"
         self.primary_metric = f"dev_hybrid_{METRIC}"
         self.history: list[dict[str, float]] = []
+        self.sweeps: list[dict[float, float]] = []  # hybrid nDCG@10 by fusion weight, one per history entry
 
     def figures(self, model, alphas: tuple[float, ...] = ()) -> dict[str, float]:
         """Dense and hybrid nDCG@10 (at ``alpha``), and hybrid at each of ``alphas`` as ``hybrid_ndcg@10@<alpha>``."""
@@ -70,8 +72,11 @@ class PoolEvaluator(BaseEvaluator):
         return list(best.items())
 
     def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
-        figures = self.figures(model)
+        # The fusion-weight sweep rides on the same embeddings, so the kept epoch needs no further encoding pass.
+        figures = self.figures(model, ALPHAS)
+        sweep = {a: figures.pop(f"hybrid_{METRIC}@{a}") for a in ALPHAS}
         self.history.append({"epoch": round(float(epoch), 2), "step": steps, **figures})
+        self.sweeps.append(sweep)
         return {f"dev_{k}": v for k, v in figures.items()}
 
 
@@ -130,11 +135,11 @@ def _dataset(pairs: list[Pair], negatives: bool):
 def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: TuneConfig, work: Path, progress: bool):
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import EarlyStoppingCallback
 
     negatives = config.hard_negatives and all(p.negative is not None for p in pairs)
     validate = evaluator is not None
+    choose = validate and config.epochs > 1
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work / "checkpoints"),
         num_train_epochs=config.epochs,
@@ -144,10 +149,11 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
         warmup_ratio=config.warmup_ratio,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate text in a batch would be its own negative
         eval_strategy="epoch" if validate else "no",
-        save_strategy="epoch" if validate else "no",
+        # Checkpoints only when there is an epoch to choose: with one epoch the model in memory is the one kept.
+        save_strategy="epoch" if choose else "no",
         save_only_model=True,
         save_total_limit=1,
-        load_best_model_at_end=validate,
+        load_best_model_at_end=choose,
         metric_for_best_model=f"eval_{evaluator.primary_metric}" if validate else None,
         greater_is_better=True,
         logging_steps=1,
@@ -160,13 +166,13 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
     )
     model.model_card_data.generate_widget_examples = False  # it embeds examples for a card we do not write
     callbacks = [_progress_callback(progress)]
-    if validate and config.epochs > 1:
+    if choose:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=1))
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=_dataset(pairs, negatives),
-        loss=MultipleNegativesRankingLoss(model),
+        loss=_loss(model, config),
         evaluator=evaluator,
         callbacks=callbacks,
     )
@@ -176,6 +182,17 @@ def _train(model, pairs: list[Pair], evaluator: PoolEvaluator | None, config: Tu
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     return trainer.model
+
+
+def _loss(model, config: TuneConfig):
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(
+        model,
+        directions=("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",),
+        hardness_mode="in_batch_negatives" if config.hardness else None,
+        hardness_strength=config.hardness,
+    )
 
 
 def check_output(output: str | Path, overwrite: bool) -> Path:
@@ -212,7 +229,7 @@ def tune(
     from core.files import fsync_tree
 
     output = check_output(output, overwrite)
-    started = time.perf_counter()
+    started, cpu_started, load = time.perf_counter(), _cpu_seconds(), os.getloadavg()
     train_ids, dev_ids = split_queries(data.queries, config.dev_fraction, config.seed)
     if not train_ids:
         raise ConfigError(f"{data.name}: too few judged questions to tune on ({len(data.queries)})")
@@ -245,8 +262,10 @@ def tune(
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
             model.save(str(work), create_model_card=False)
             if evaluator is not None and evaluator.history:
-                _choose_alpha(report, evaluator, model, config, log)
+                _choose_alpha(report, evaluator, config, log)
             report.seconds = round(time.perf_counter() - started, 1)
+            report.cpu_seconds = round(_cpu_seconds() - cpu_started, 1)
+            report.load_average = tuple(round(x, 1) for x in load)
             write_card(work, report, config)
             checkpoint("tune-written")
             fsync_tree(work)
@@ -256,14 +275,19 @@ def tune(
     return report
 
 
-def _choose_alpha(report: TuneReport, evaluator, model, config: TuneConfig, log: Callable[[str], None]) -> None:
+def _choose_alpha(report: TuneReport, evaluator, config: TuneConfig, log: Callable[[str], None]) -> None:
     """Record the epochs' validation figures and the hybrid fusion weight the validation questions prefer."""
     report.epochs = evaluator.history
-    report.best_epoch = round(max(evaluator.history, key=lambda h: h[f"hybrid_{METRIC}"])["epoch"])
-    sweep = evaluator.figures(model, ALPHAS)
-    report.alphas = {a: sweep[f"hybrid_{METRIC}@{a}"] for a in ALPHAS}
+    best = max(range(len(evaluator.history)), key=lambda i: evaluator.history[i][f"hybrid_{METRIC}"])
+    report.best_epoch = round(evaluator.history[best]["epoch"])
+    report.alphas = evaluator.sweeps[best]  # measured on the kept model (the trainer reloads the best epoch)
     report.alpha = max(ALPHAS, key=lambda a: (report.alphas[a], -abs(a - config.alpha)))
     log(f"hybrid fusion weight chosen on the validation questions: alpha {report.alpha} (nDCG@10 {report.alphas[report.alpha]:.4f})")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def first_questions(data: LabelledSet, query_ids: list[str], max_pairs: int, seed: int) -> list[str]:

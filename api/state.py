@@ -49,6 +49,9 @@ class AppState:
         self.upload_lock = anyio.Lock()
         self.started = time.time()
         self.reload_pending = False  # a SIGHUP arrived while the first load was still running
+        # Why this deployment cannot reload (api/ray_serving.py: replicas that reload alone would
+        # serve different builds); None where reload works.
+        self.reload_refusal: str | None = None
 
     def _open(self, encoder=None) -> AnswerService:
         from rag.service import make_encoder, open_answer_service, open_index
@@ -95,6 +98,8 @@ class AppState:
         }
 
     async def reload_async(self) -> dict:
+        if self.reload_refusal:
+            raise HTTPException(status_code=501, detail=self.reload_refusal)
         async with self.reload_lock:  # one reload at a time; queries are not blocked meanwhile
             return await anyio.to_thread.run_sync(self.reload)
 

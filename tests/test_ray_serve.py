@@ -7,12 +7,12 @@ Few and quick (a 2-core machine): one Serve application with two replicas over t
 from __future__ import annotations
 
 import socket
+import threading
 
 import httpx
 import pytest
 
-from conftest import run_rag, rag_env, wait_until, write_files, SMALL_CORPUS
-from corpus import DEFAULT_CORPUS_DIR
+from conftest import BUNDLED_ARTICLE_PATH, EXTRA_ARTICLE, SMALL_CORPUS, rag_env, run_rag, wait_until, write_files
 from rag.settings import load_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -43,18 +43,18 @@ def ray_app(ray_cluster, tmp_path_factory, onnx_cache):
     """The Serve application of ``rag serve --engine ray --replicas 2`` on the session cluster; yields (settings, url)."""
     from ray import serve
 
-    from api.ray_serving import APP_NAME, deployment, stop_serving
+    from api.ray_serving import start, stop_serving
     from rag.service import index_corpus
 
     root = tmp_path_factory.mktemp("ray-serve")
+    corpus = write_files(root / "corpus", {"space-diplomacy.md": BUNDLED_ARTICLE_PATH.read_text(encoding="utf-8")})
     settings = load_settings(
-        corpus_dir=DEFAULT_CORPUS_DIR, index_dir=root / "index", cache_dir=onnx_cache, encoder_backend="onnx",
+        corpus_dir=corpus, index_dir=root / "index", cache_dir=onnx_cache, encoder_backend="onnx",
         threads=1, port=_free_port(), replicas=2, admin_keys=[ADMIN_KEY],
     )
     index_corpus(settings)
-    serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
     try:
-        serve.run(deployment(settings, 2), name=APP_NAME, route_prefix="/")
+        coordinator = start(settings)  # noqa: F841 (kept alive while the application serves)
         url = f"http://127.0.0.1:{settings.port}"
         wait_until(lambda: _get(url + "/ready") == 200, 120, "the Ray Serve app to answer /ready")
         yield settings, url
@@ -93,14 +93,86 @@ def test_ray_serving_answers_as_local_serving(ray_app):
         assert "event: passages" in stream.text and "event: done" in stream.text
 
 
-def test_reload_is_refused_on_ray_with_a_reason(ray_app):
-    """A reload would reach one replica only: refused with 501 and what to do, the index unchanged."""
-    _, url = ray_app
+class Load:
+    """Clients asking in a loop on threads until stopped; every failed request is kept."""
+
+    def __init__(self, url: str, clients: int = 2):
+        self.url, self.failures, self.answered, self.stop = url, [], 0, threading.Event()
+        self.threads = [threading.Thread(target=self._ask, args=(i,)) for i in range(clients)]
+
+    def _ask(self, n: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self.stop.is_set():
+                n += 1
+                try:
+                    reply = client.post("/ask", json={"question": QUESTIONS[n % len(QUESTIONS)]})
+                    if reply.status_code != 200:
+                        self.failures.append((reply.status_code, reply.text[:200]))
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.answered += 1
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=120)
+
+
+def _builds_served(url: str) -> dict[int, str]:
+    """The build each replica serves, by process id, once /ready has been answered by two replicas."""
+    seen: dict[int, str] = {}
+
+    def both() -> bool:
+        ready = httpx.get(url + "/ready", timeout=10).json()
+        seen[ready["pid"]] = ready["build_id"]
+        return len(seen) == 2
+
+    wait_until(both, 60, "/ready from both replicas", interval=0)
+    return seen
+
+
+def test_reload_under_load_reaches_every_replica_and_a_broken_build_none(ray_app):
+    """A new build: /admin/reload switches both replicas, 0 failed requests around it. A damaged
+    build: refused with 409, every replica still serves the previous build."""
+    from rag.service import index_corpus
+
+    settings, url = ray_app
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    before = httpx.get(url + "/ready", timeout=10).json()["build_id"]
-    reply = httpx.post(url + "/admin/reload", headers=headers, timeout=30)
-    assert reply.status_code == 501 and "restart 'rag serve --engine ray'" in reply.json()["detail"]
-    assert httpx.get(url + "/ready", timeout=10).json()["build_id"] == before
+    before = set(_builds_served(url).values())
+    assert len(before) == 1
+    with Load(url) as load:
+        write_files(settings.corpus_dir, {"dirigibles.md": EXTRA_ARTICLE})
+        index_corpus(settings)
+        reply = httpx.post(url + "/admin/reload", headers=headers, timeout=300)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["status"] == "reloaded" and body["replicas"] == 2 and body["previous_build_id"] in before
+        wait_until(lambda: load.answered > 10, 120, "requests after the reload")
+    assert not load.failures, load.failures
+    new = body["build_id"]
+    assert set(_builds_served(url).values()) == {new}
+    answer = httpx.post(url + "/ask", json={"question": "What is a dirigible?"}, timeout=60).json()
+    assert any(p["title"] == "Dirigibles" for p in answer["passages"])
+
+    write_files(settings.corpus_dir, {"zeppelins.md": "# Zeppelins\n\nZeppelins were rigid airships built in Germany.\n"})
+    index_corpus(settings)
+    damaged = next(p for p in settings.index_dir.resolve().rglob("*") if p.is_file() and p.name != "manifest.json")
+    intact = damaged.read_bytes()
+    damaged.write_bytes(intact + b"damage")
+    try:
+        with Load(url) as load:
+            reply = httpx.post(url + "/admin/reload", headers=headers, timeout=300)
+            wait_until(lambda: load.answered > 5, 120, "requests after the refused reload")
+    finally:
+        damaged.write_bytes(intact)  # a replica started later opens this build
+    assert reply.status_code == 409 and f"still serving build {new}" in reply.json()["detail"], reply.text
+    assert not load.failures, load.failures
+    assert set(_builds_served(url).values()) == {new}
 
 
 def _replicas(ray) -> list[str]:

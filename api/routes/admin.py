@@ -26,7 +26,6 @@ def public_reason(exc: Exception) -> str:
     responses={
         401: {"description": "No or unknown API key."},
         403: {"description": "Not an admin key, or admin endpoints are disabled."},
-        501: {"description": "Not available under 'rag serve --engine ray' (the replicas would serve different builds)."},
         409: {"description": "The new index is broken or incompatible; the previous one is still served."},
     },
 )

@@ -62,7 +62,6 @@ async def _stage(uploads: list[UploadFile], folder: Path) -> list[tuple[str, Pat
     responses={
         401: {"description": "No or unknown API key."},
         403: {"description": "Not an admin key, or admin endpoints are disabled."},
-        501: {"description": "Not available under 'rag serve --engine ray' (the replicas would serve different builds)."},
         409: {"description": "The index could not be built; the previous index and corpus are unchanged."},
         413: {"description": "The upload is larger than RAG_MAX_UPLOAD_BYTES."},
         415: {"description": "A file type that is not accepted."},
@@ -78,8 +77,6 @@ async def upload(
 
     if state.service is None:
         raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
-    if state.reload_refusal:  # refused before the corpus changes, not after an index was built
-        raise HTTPException(status_code=501, detail=state.reload_refusal)
     settings = state.settings
     with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
         staged = await _stage(files, Path(tmp))

@@ -88,7 +88,8 @@ def run_on_ray(settings: Settings) -> None:
     signal.signal(signal.SIGHUP, lambda *_: hangup.set())
     try:
         coordinator = start(settings)  # noqa: F841 (kept alive while serving)
-        print(f"ready on http://{settings.host}:{settings.port} ({settings.replicas} Ray Serve replicas)", flush=True)
+        n = settings.replicas
+        print(f"ready on http://{settings.host}:{settings.port} ({n} Ray Serve replica{'s' * (n != 1)})", flush=True)
         while not stop.wait(0.5):
             if hangup.is_set():
                 hangup.clear()

@@ -183,7 +183,8 @@ def _replicas(ray) -> list[str]:
 
 
 def test_a_killed_replica_fails_no_request(ray_app):
-    """With two replicas, ray.kill on one between requests: every request of the loop around it succeeds."""
+    """With two replicas, ray.kill on one between requests: every request of the loop around it succeeds
+    while Serve replaces it. (A request in flight on the killed replica fails: Serve does not retry it.)"""
     import ray
 
     _, url = ray_app

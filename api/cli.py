@@ -65,16 +65,26 @@ def serve_command(
     ] = False,
     backend: BackendOpt = None,
     model: ModelOpt = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="local, or ray: serve with Ray Serve [env RAG_ENGINE; default local].")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="A running Ray cluster [env RAG_RAY_ADDRESS; default: start a local one].")] = None,
+    replicas: Annotated[Optional[int], typer.Option("--replicas", help="Replicas of the app on Ray [env RAG_REPLICAS; default 1].")] = None,
 ) -> None:
     """Serve the HTTP API and the chat widget."""
     settings = settings_from(
-        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model
+        host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model,
+        engine=engine, ray_address=ray_address, replicas=replicas,
     )
     if build_if_missing and not index_is_current(settings):
         _build_index(settings)
     _refuse_unservable(settings)
     _hand_settings_to_workers(settings)
     _export_once(settings)
+    if settings.engine == "ray":  # Ray is imported only here (api/ray_serving.py)
+        from api.ray_serving import run_on_ray
+
+        typer.echo(f"serving on http://{settings.host}:{settings.port} (Ray Serve, replicas: {settings.replicas})", err=True)
+        run_on_ray(_absolute(settings))
+        return
     from api.serving import run
     from rag.settings import worker_count
 
@@ -121,6 +131,14 @@ def _hand_settings_to_workers(settings) -> None:
     )
     if settings.model_path:
         os.environ["RAG_MODEL_PATH"] = os.path.abspath(settings.model_path)
+
+
+def _absolute(settings):
+    """The settings a replica on another process (or node) gets: the paths absolute, the index link unresolved."""
+    paths = {"index_dir": os.path.abspath(settings.index_dir), "corpus_dir": os.path.abspath(settings.corpus_dir), "cache_dir": os.path.abspath(settings.cache_dir)}
+    if settings.model_path:
+        paths["model_path"] = os.path.abspath(settings.model_path)
+    return settings.model_copy(update={k: type(getattr(settings, k))(v) for k, v in paths.items()})
 
 
 def _export_once(settings) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,8 +49,12 @@ class AppState:
         self.upload_lock = anyio.Lock()
         self.started = time.time()
         self.reload_pending = False  # a SIGHUP arrived while the first load was still running
+        # Where a reload must reach other processes than this one (Ray Serve replicas,
+        # api/ray_reload.py), the coroutine that reloads them all; None reloads this process.
+        self.reload_everywhere: Callable[[], Awaitable[dict]] | None = None
 
-    def _open(self, encoder=None) -> AnswerService:
+    def open_service(self, encoder=None) -> AnswerService:
+        """Open the build the index link names and answer one question with it (fails here, not on a user's)."""
         from rag.service import make_encoder, open_answer_service, open_index
 
         if encoder is None:
@@ -63,7 +67,7 @@ class AppState:
         return service
 
     def load(self) -> None:
-        self.service = self._open()
+        self.service = self.open_service()
 
     def loading_detail(self) -> str:
         """What a request gets while the first load runs: a 503 that says why and for how long so far."""
@@ -82,7 +86,7 @@ class AppState:
         target = Path(self.settings.index_dir).resolve().name
         if old is not None and old.index.build_id == target:
             return {"status": "unchanged", "build_id": target}
-        fresh = self._open(old.retriever.encoder if old is not None else None)
+        fresh = self.open_service(old.retriever.encoder if old is not None else None)
         self.service = fresh  # one reference assignment: atomic for every reader
         self.publish_index_metrics()
         log.info("reloaded the index: build %s -> %s", old.index.build_id if old else None, fresh.index.build_id)
@@ -95,6 +99,8 @@ class AppState:
         }
 
     async def reload_async(self) -> dict:
+        if self.reload_everywhere is not None:
+            return await self.reload_everywhere()
         async with self.reload_lock:  # one reload at a time; queries are not blocked meanwhile
             return await anyio.to_thread.run_sync(self.reload)
 

@@ -57,11 +57,12 @@ class Settings(BaseSettings):
     alpha: float = Field(0.5, ge=0, le=1, description="Dense weight of the convex fusion (BM25 gets 1 - alpha).")
     candidates: int = Field(100, ge=1, le=10_000, description="Candidates taken from each retriever before fusion.")
 
-    # scale-out (rag/index/shards.py, rag/ray_build.py): where a build runs and how many shards it writes
-    engine: Literal["local", "ray"] = Field("local", description="Where 'rag index' runs: in this process, or on a Ray cluster (the ray extra).")
+    # scale-out (rag/index/shards.py, rag/ray_build.py, api/ray_serving.py): where a build runs and is served, and how many shards it writes
+    engine: Literal["local", "ray"] = Field("local", description="Where 'rag index' and 'rag serve' run: in this process, or on a Ray cluster (the ray extra).")
     ray_address: str | None = Field(None, description="Address of a running Ray cluster (host:port of 'ray start --head'); none starts a local one.")
     shards: int = Field(1, ge=1, le=1024, description="Shards an index is split into by a hash of the chunk id; 1 writes a single index.")
     ray_actors: int = Field(0, ge=0, le=1024, description="Embedding actors of a Ray build; 0 means one per CPU of the cluster, at most 8.")
+    replicas: int = Field(1, ge=1, le=64, description="Replicas of the app under 'rag serve --engine ray' (Ray Serve), each with the whole index.")
 
     # answers
     abstain_threshold: float = Field(0.24, ge=-1, le=1, description="Support below which the service abstains.")

@@ -336,7 +336,8 @@ def ray_cluster():
     stats), stopped at the end; yields its address for ``rag`` subprocesses to join."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, object_store_memory=200_000_000, include_dashboard=False, namespace="rag", log_to_driver=False)
+    # address="local": always a fresh cluster of the session's own, even when a `ray start` cluster runs on this machine.
+    ray.init(address="local", num_cpus=2, object_store_memory=200_000_000, include_dashboard=False, namespace="rag", log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from answer_checks import check_answer_dict, parse_sse
-from conftest import RAG_BIN, run_rag
+from conftest import RAG_BIN, run_rag, wait_until
 from eval.live_server import LiveServer, free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -89,10 +89,14 @@ def test_eight_concurrent_clients_get_their_own_correct_answers(server):
         assert body["question"] == question and not body["abstained"], body
         assert any(c["section"][-1] == section and phrase in c["quote"] for c in body["citations"]), (question, body["citations"])
 
-    log = server.log()
-    for i in range(len(KNOWN_ANSWERS)):  # the access log line of each request carries its id
-        assert any(f"[concurrent-{i}]" in line and "POST /ask 200" in line for line in log.splitlines()), i
-    assert "Traceback" not in log
+    def logged(i: int) -> bool:
+        return any(f"[concurrent-{i}]" in line and "POST /ask 200" in line for line in server.log().splitlines())
+
+    # The access log line of each request carries its id. It is written once the response has been
+    # sent, so the client can hold its answer a moment before the line reaches the log.
+    for i in range(len(KNOWN_ANSWERS)):
+        wait_until(lambda: logged(i), timeout=30, what=f"the access log line of request concurrent-{i}")
+    assert "Traceback" not in server.log()
 
 
 def test_streaming_over_the_wire_equals_the_json_answer(server):

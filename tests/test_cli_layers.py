@@ -62,6 +62,14 @@ def test_a_moved_command_loads_its_package_when_run(tmp_path):
     proc, packages = loaded_packages(["serve", "--help"], env, tmp_path)
     assert proc.returncode == 0 and "Usage: rag serve [OPTIONS]" in proc.stdout and "--build-if-missing" in proc.stdout
     assert "api" in packages and "eval" not in packages
+    assert "ray" not in packages  # only --engine ray loads it (api/ray_serving.py)
+
+
+def test_local_serving_does_not_import_ray():
+    """What local `rag serve` runs (the command, the app, uvicorn's runner) loads no Ray."""
+    code = "import sys, api.cli, api.app, api.serving; print('ray' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 
 
 def test_each_registered_command_is_listed_with_its_own_help():

@@ -1,0 +1,129 @@
+"""``rag serve --engine ray``: the same FastAPI app run by Ray Serve, R replicas behind Serve's HTTP proxy.
+
+Each replica builds the app exactly as ``rag serve`` does (``create_app``) and opens the index
+memory-mapped; Serve's proxy spreads requests over the replicas and starts a replacement for one
+that dies. A single index only (a sharded one is refused before anything starts). A reload
+(``/admin/reload``, ``/admin/documents``, SIGHUP to this process) reaches every replica in two
+phases (api/ray_reload.py). Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from rag.settings import Settings
+
+APP_NAME = "rag"
+DEPLOYMENT = "RagApp"
+#: Logical CPUs each replica reserves on the cluster: half a CPU lets two replicas share a 2-core node.
+REPLICA_CPUS = 0.5
+#: Requests one replica takes at once; the app bounds its own CPU-bound work (a pool of threads).
+MAX_ONGOING = 64
+
+log = logging.getLogger("rag.api")
+
+
+def deployment(settings: Settings, replicas: int):
+    """The Serve application: ``replicas`` copies of the app, each built (and its index opened) in its replica."""
+    from ray import serve
+
+    @serve.deployment(
+        name=DEPLOYMENT,
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": REPLICA_CPUS},
+        max_ongoing_requests=MAX_ONGOING,
+        health_check_period_s=2,
+    )
+    @serve.ingress()
+    class RagApp:
+        def __init__(self, settings: Settings):
+            self.settings = settings
+
+        async def __serve_build_asgi_app__(self):
+            import asyncio
+
+            from api.app import create_app
+            from api.ray_reload import follow_orders, reload_everywhere
+
+            # The model and the index load in the app's start-up, before Serve routes a request here.
+            app = create_app(self.settings)
+            app.state.ctx.reload_everywhere = reload_everywhere
+            self.orders = asyncio.get_running_loop().create_task(follow_orders(app.state.ctx))
+            return app
+
+    return RagApp.bind(settings)
+
+
+def replica_prefix() -> str:
+    """The start of the names Serve gives the replica actors of this application."""
+    return f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#"
+
+
+def start(settings: Settings):
+    """Start the reload coordinator and the application (replicas loaded and routed) on the connected cluster.
+
+    Returns the coordinator's handle: the caller keeps it for as long as it serves (Ray ends an
+    actor whose owner holds no handle to it any more).
+    """
+    from ray import serve
+
+    from api.ray_reload import start_coordinator
+
+    coordinator = start_coordinator(replica_prefix())
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(deployment(settings, settings.replicas), name=APP_NAME, route_prefix="/", blocking=False)
+    return coordinator
+
+
+def run_on_ray(settings: Settings) -> None:
+    """Start the app on the cluster at ``settings.ray_address`` (or a local one), serve until SIGINT/SIGTERM, then remove it."""
+    from rag.ray_build import connect
+
+    connect(settings.ray_address)
+    stop, hangup = threading.Event(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    try:
+        coordinator = start(settings)  # noqa: F841 (kept alive while serving)
+        n = settings.replicas
+        print(f"ready on http://{settings.host}:{settings.port} ({n} Ray Serve replica{'s' * (n != 1)})", flush=True)
+        while not stop.wait(0.5):
+            if hangup.is_set():
+                hangup.clear()
+                _reload_on_signal()
+    finally:
+        stop_serving()
+
+
+def _reload_on_signal() -> None:
+    """SIGHUP: the two-phase reload of every replica; the outcome goes to the terminal."""
+    import asyncio
+
+    from api.ray_reload import reload_everywhere
+    from core.errors import RagError
+
+    try:
+        result = asyncio.run(reload_everywhere())
+        print(f"SIGHUP reload: {result['status']} (build {result['build_id']}, {result['replicas']} replicas)", flush=True)
+    except RagError as exc:
+        print(f"SIGHUP reload refused, every replica still serves the previous build: {exc}", flush=True)
+
+
+def stop_serving() -> None:
+    """Remove the app; stop Serve itself when no other application runs on the cluster."""
+    import ray
+    from ray import serve
+
+    from api.ray_reload import COORDINATOR, NAMESPACE
+
+    try:
+        serve.delete(APP_NAME)
+        if not serve.status().applications:
+            serve.shutdown()
+        ray.kill(ray.get_actor(COORDINATOR, namespace=NAMESPACE))
+    except Exception as exc:  # a cluster already gone: nothing left to stop
+        log.warning("stopping Ray Serve: %s", exc)
+

@@ -9,6 +9,7 @@ from dataclasses import replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from core.jsonl import JsonLinesError, beir_records
 from corpus.markdown import (
     DEFAULT_CONTAINER_HEADINGS,
     ArticleFormatError,
@@ -132,42 +133,27 @@ def parse_file(path: Path, container_headings: frozenset[str] = DEFAULT_CONTAINE
 
 def iter_beir_corpus(path: Path) -> Iterator[Article]:
     """Articles from a BEIR ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line)."""
-    try:
-        handle = path.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise CorpusError(path, f"cannot read: {exc.strerror}") from None
     seen_any = False
-    with handle:
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CorpusError(path, f"line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or "_id" not in record or "text" not in record:
-                    raise CorpusError(path, f'line {lineno}: expected an object with "_id" and "text" (BEIR corpus format)')
-                doc_id = str(record["_id"])
-                text = " ".join(str(record.get("text") or "").split())
-                title = " ".join(str(record.get("title") or "").split())
-                if not text and not title:
-                    continue
-                seen_any = True
-                if not text:
-                    text = title
-                yield Article(
-                    slug=doc_id,
-                    title=title or doc_id,
-                    text=text,
-                    sections=(Section(breadcrumb=(title or doc_id,), start=0, end=len(text)),),
-                    url=str(record.get("url") or ""),
-                    source_path=f"{path}:{lineno}",
-                    format="beir",
-                    extra={"beir": True},
-                )
-        except UnicodeDecodeError as exc:
-            raise CorpusError(path, f"not valid UTF-8 (at byte {exc.start} of a line); re-save the file as UTF-8") from None
+    try:
+        for lineno, record in beir_records(path, "corpus"):
+            doc_id = str(record["_id"])
+            text = " ".join(str(record.get("text") or "").split())
+            title = " ".join(str(record.get("title") or "").split())
+            if not text and not title:
+                continue
+            seen_any = True
+            yield Article(
+                slug=doc_id,
+                title=title or doc_id,
+                text=text or title,
+                sections=(Section(breadcrumb=(title or doc_id,), start=0, end=len(text or title)),),
+                url=str(record.get("url") or ""),
+                source_path=f"{path}:{lineno}",
+                format="beir",
+                extra={"beir": True},
+            )
+    except JsonLinesError as exc:
+        raise CorpusError(path, str(exc)) from None
     if not seen_any:
         raise CorpusError(path, "file is empty")
 

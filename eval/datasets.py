@@ -4,10 +4,10 @@ optional header line), read and checked with messages that say how to fix the fo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.jsonl import JsonLinesError, beir_records
 from eval.errors import EvalDataError
 
 CORPUS_FILE = "corpus.jsonl"
@@ -40,23 +40,12 @@ def load_queries(path: Path) -> dict[str, str]:
     """Query id -> text from a BEIR ``queries.jsonl``."""
     queries: dict[str, str] = {}
     try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise EvalDataError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise EvalDataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-                    raise EvalDataError(f'{path}: line {lineno}: expected an object with "_id" and "text" (BEIR queries format)')
-                queries[str(record["_id"])] = " ".join(record["text"].split())
-        except UnicodeDecodeError:
-            raise EvalDataError(f"{path}: not valid UTF-8; re-save the file as UTF-8") from None
+        for lineno, record in beir_records(path, "queries"):
+            if not isinstance(record["text"], str):
+                raise EvalDataError(f'{path}: line {lineno}: "text" must be a string (BEIR queries format)')
+            queries[str(record["_id"])] = " ".join(record["text"].split())
+    except JsonLinesError as exc:
+        raise EvalDataError(f"{path}: {exc}") from None
     return queries
 
 

@@ -30,7 +30,7 @@ from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.faults import checkpoint
 from rag.index.build import BuildReport, library_versions
 from rag.index.format import CHUNKS
-from rag.index.publish import BuildLock, builds_dir, check_target, clean_stale, current_build
+from rag.index.publish import BuildLock, builds_dir, check_target, clean_stale, current_build, publish
 from rag.index.reuse import analysis_fingerprint, article_records, build_units, build_words, previous_chunks, previous_words
 from rag.lexical import BM25Params
 from rag.index.shards import (
@@ -40,7 +40,6 @@ from rag.index.shards import (
     check_shards,
     new_build_id,
     partition,
-    publish,
     raw_manifest,
     shard_meta,
     shard_name,
@@ -204,10 +203,11 @@ def build_sharded(
         checkpoint("files-written")
         timings["shards"] = time.perf_counter() - t
         try:
-            publish(tmp, index_dir, build_id)
+            publish(index_dir, tmp, build_id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        clean_stale(index_dir, keep={build_id, current} if current else {build_id})
     counts = {"articles": len(articles), "chunks": len(chunks), "embedded": embedded, "units": int(len(spans))}
     return _report(index_dir, build_id, counts, started, kind, reused, sentences_embedded, words_embedded, timings)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -32,13 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError, IndexFormatError
-from core.files import file_table, fsync_tree
+from core.files import file_table
 from embeddings.vectorstore import VectorStore, VectorStoreParams
 from rag.chunking import Chunk
 from rag.index.build import lexical_text
 from rag.index.format import ARTICLES, BM25_DIR, CHUNKS, CHUNK_TERMS, CHUNK_TERM_OFFSETS, FORMAT, FORMAT_VERSION, MANIFEST, UNIT_SPANS, UNIT_TERMS, UNIT_TERM_OFFSETS, UNIT_VECTORS, VECTORS, WORDS, WORD_VECTORS, TermTable, read_manifest, verify_files
 from rag.index.load import Index, load_index
-from rag.index.publish import builds_dir
 from rag.index.reuse import unit_terms
 from rag.lexical import BM25Params, LexicalIndex, analyze
 from rag.question import content_words
@@ -276,30 +274,6 @@ def write_top_manifest(build_dir: Path, meta: dict, shard_manifests: list[dict],
     manifest = {**meta, "format": FORMAT, "format_version": SHARDED_FORMAT_VERSION, "counts": counts, "shards": shards, "files": files}
     (build_dir / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return manifest
-
-
-def publish(tmp: Path, index_dir: Path, build_id: str) -> None:
-    """Rename a complete build folder into place and swap the index link to it atomically (the caller holds the lock)."""
-    from rag.faults import checkpoint
-    from rag.index.publish import clean_stale, current_build
-
-    current = current_build(index_dir)
-    fsync_tree(tmp)
-    final = builds_dir(index_dir) / build_id
-    os.rename(tmp, final)
-    checkpoint("before-swap")
-    link_tmp = index_dir.with_name(f".{index_dir.name}.link-{build_id}")
-    os.symlink(os.path.relpath(final, index_dir.parent), link_tmp)
-    if index_dir.is_dir() and not index_dir.is_symlink():
-        index_dir.rmdir()  # check_target allowed only an empty folder here
-    os.replace(link_tmp, index_dir)
-    fd = os.open(index_dir.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    checkpoint("after-swap")
-    clean_stale(index_dir, keep={build_id, current} if current else {build_id})
 
 
 # ------------------------------------------------------------------------------ reading

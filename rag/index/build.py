@@ -169,13 +169,9 @@ def library_versions() -> dict[str, str]:
     return package_versions(("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken"))
 
 
-def _manifest(
-    build_id: str, encoder: Encoder, chunker_meta: dict, bm25: BM25Params, store: VectorStore, corpus: dict, counts: dict, files: dict
-) -> dict:
-    """manifest.json: what the build holds, what made it, and the size and checksum of each of its files."""
+def build_meta(build_id: str, encoder: Encoder, chunker_meta: dict, bm25: BM25Params, params: VectorStoreParams) -> dict:
+    """What made a build (software, model, chunker, BM25 and vector settings): recorded in every manifest, sharded or not."""
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
         "build_id": build_id,
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "software": {"rag": __version__, **library_versions()},
@@ -189,8 +185,19 @@ def _manifest(
         },
         "chunker": chunker_meta,
         "bm25": asdict(bm25),
-        "vectors": asdict(store.params),
+        "vectors": asdict(params),
         "units": {"analysis": analysis_fingerprint()},
+    }
+
+
+def _manifest(
+    build_id: str, encoder: Encoder, chunker_meta: dict, bm25: BM25Params, store: VectorStore, corpus: dict, counts: dict, files: dict
+) -> dict:
+    """manifest.json: what the build holds, what made it, and the size and checksum of each of its files."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **build_meta(build_id, encoder, chunker_meta, bm25, store.params),
         "corpus": corpus,
         "counts": counts,
         "files": files,

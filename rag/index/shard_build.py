@@ -9,7 +9,6 @@ over the shards (in this process, or as Ray tasks), and the encoder may be a poo
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
 import time
@@ -25,13 +24,12 @@ from corpus.models import Article
 from embeddings.base import Encoder
 from embeddings.cache import EmbeddingCache, embed_cached
 from embeddings.vectorstore import VectorStoreParams, choose_kind
-from rag import __version__
 from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.faults import checkpoint
-from rag.index.build import BuildReport, library_versions
+from rag.index.build import BuildReport, build_meta
 from rag.index.format import CHUNKS
 from rag.index.publish import BuildLock, builds_dir, check_target, clean_stale, current_build, publish
-from rag.index.reuse import analysis_fingerprint, article_records, build_units, build_words, previous_chunks, previous_words
+from rag.index.reuse import article_records, build_units, build_words, previous_chunks, previous_words
 from rag.lexical import BM25Params
 from rag.index.shards import (
     ROWS,
@@ -234,7 +232,7 @@ def _write_build(
     stats = CorpusStats.merge(steps.run(_stats_task, [(p.chunks, asdict(bm25)) for p in parts]))
     kind = choose_kind(vector_index, max(len(p.chunks) for p in parts), hnsw_threshold)
     build_id = new_build_id()
-    meta = _meta(build_id, encoder, chunker_meta, bm25, VectorStoreParams(**{**asdict(vector_params), "kind": kind}))
+    meta = build_meta(build_id, encoder, chunker_meta, bm25, VectorStoreParams(**{**asdict(vector_params), "kind": kind}))
     meta["counts"] = counts
     corpus = {"path": corpus_path, "fingerprint": corpus_fingerprint(articles), "article_fingerprints": prints}
     tmp = builds_dir(index_dir) / f"{build_id}.tmp"
@@ -266,26 +264,6 @@ def _report(index_dir: Path, build_id: str, counts: dict, started: float, kind: 
         words_embedded=words_embedded,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
-
-
-def _meta(build_id: str, encoder: Encoder, chunker_meta: dict, bm25: BM25Params, params: VectorStoreParams) -> dict:
-    return {
-        "build_id": build_id,
-        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "software": {"rag": __version__, **library_versions()},
-        "model": {
-            "name": encoder.name,
-            "fingerprint": encoder.fingerprint,
-            "dim": encoder.dim,
-            "backend": encoder.backend,
-            "cache_key": encoder.cache_key,
-            "max_input_tokens": encoder.max_input_tokens,
-        },
-        "chunker": chunker_meta,
-        "bm25": asdict(bm25),
-        "vectors": asdict(params),
-        "units": {"analysis": analysis_fingerprint()},
-    }
 
 
 __all__ = ["Steps", "build_sharded", "run_here", "shard_inputs"]

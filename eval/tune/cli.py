@@ -24,7 +24,7 @@ def tune_command(
         Optional[Path], typer.Option("--corpus", help="Articles a question set refers to [env RAG_CORPUS_DIR; default: bundled corpus].")
     ] = None,
     output: Annotated[Path, typer.Option("--output", help="Folder to write the tuned model to.")] = Path("models/tuned"),
-    epochs: Annotated[int, typer.Option("--epochs", min=1, max=50, help="Most epochs; the best on the validation part is kept.")] = 1,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, max=50, help="Most epochs; the best on the validation part is kept.")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, max=1024, help="Pairs per batch (in-batch negatives).")] = 32,
     learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, max=1e-2)] = 8e-5,
     hard_negatives: Annotated[

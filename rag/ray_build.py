@@ -251,8 +251,7 @@ def run_as_tasks(fn: Callable, items: list) -> list:
 
 def index_with_ray(settings, *, actors: int | None = None, skip_bad: bool = False, progress: bool | None = None, warn=None, log=lambda m: None):
     """Build and publish the index of ``settings.corpus_dir`` on the Ray cluster ``settings.ray_address``."""
-    from rag.service import bm25_params, chunker_config, make_encoder, open_cache, window_warning
-    from rag.settings import vector_store_params
+    from rag.service import build_options, make_encoder, window_warning
     from rag.index.shard_build import Steps, build_sharded
 
     connect(settings.ray_address)
@@ -275,13 +274,7 @@ def index_with_ray(settings, *, actors: int | None = None, skip_bad: bool = Fals
             settings.index_dir,
             pool,
             shards=settings.shards,
-            chunker=chunker_config(settings),
-            bm25=bm25_params(settings),
-            vector_index=settings.vector_index,
-            hnsw_threshold=settings.hnsw_threshold,
-            vector_params=vector_store_params(settings),
-            cache=open_cache(settings),
-            corpus_path=str(settings.corpus_dir),
+            **build_options(settings),
             progress=progress,
             steps=Steps(chunk=chunk_with_ray(spec), run=run_as_tasks, before_shards=pool.shutdown),
             log=log,

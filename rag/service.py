@@ -74,20 +74,20 @@ def index_corpus(
         build = partial(build_sharded, shards=settings.shards)
     else:
         build = build_index
-    return build(
-        articles,
-        settings.index_dir,
-        encoder,
-        chunker=chunker_config(settings),
-        bm25=bm25_params(settings),
-        vector_index=settings.vector_index,
-        hnsw_threshold=settings.hnsw_threshold,
-        vector_params=vector_store_params(settings),
-        cache=open_cache(settings),
-        corpus_path=str(settings.corpus_dir),
-        progress=progress,
-        log=log,
-    )
+    return build(articles, settings.index_dir, encoder, **build_options(settings), progress=progress, log=log)
+
+
+def build_options(settings: Settings) -> dict:
+    """The build settings every index builder takes (single, sharded, on Ray), read from ``settings``."""
+    return {
+        "chunker": chunker_config(settings),
+        "bm25": bm25_params(settings),
+        "vector_index": settings.vector_index,
+        "hnsw_threshold": settings.hnsw_threshold,
+        "vector_params": vector_store_params(settings),
+        "cache": open_cache(settings),
+        "corpus_path": str(settings.corpus_dir),
+    }
 
 
 def window_warning(settings: Settings, encoder: Encoder) -> str | None:

@@ -17,12 +17,12 @@ from rag.cli import BackendOpt, CorpusOpt, IndexDirOpt, ModelOpt, prepare_query_
 def index_is_current(settings) -> bool:
     """Whether the index exists and was built from the configured corpus, chunker and model."""
     from corpus.loader import corpus_fingerprint, load_corpus
-    from rag.index import read_manifest
+    from rag.index.shards import read_sharded_manifest
     from rag.service import make_encoder
     from rag.tokens import ENCODING_NAME
 
     try:
-        manifest = read_manifest(settings.index_dir)
+        manifest = read_sharded_manifest(settings.index_dir)
     except RagError:
         return False
     encoder = make_encoder(settings)  # cheap: the model itself loads lazily
@@ -108,10 +108,11 @@ def _build_index(settings) -> None:
 def _refuse_unservable(settings) -> None:
     """Refuse to start on a missing or damaged index or unusable keys, with one clear line."""
     from api.security import KeyRing
-    from rag.index import read_manifest, verify_files
+    from rag.index import verify_files
+    from rag.index.shards import read_sharded_manifest
 
     build_dir = settings.index_dir.resolve()
-    verify_files(build_dir, read_manifest(build_dir))
+    verify_files(build_dir, read_sharded_manifest(build_dir))  # a sharded build's lists every shard's files
     KeyRing.from_settings(settings)
 
 
@@ -159,10 +160,10 @@ def mcp_command(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --http.")] = 8001,
 ) -> None:
     """Serve the Model Context Protocol: tools search and ask, passages as resources (stdio by default)."""
-    from rag.index import read_manifest
+    from rag.index.shards import read_sharded_manifest
 
     settings = settings_from(index_dir=index_dir)
-    read_manifest(settings.index_dir.resolve())  # no index: one line now, not an error on the first call
+    read_sharded_manifest(settings.index_dir.resolve())  # no index: one line now, not an error on the first call
     from api.mcp_server import create_server
 
     server = create_server(settings)

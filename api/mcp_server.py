@@ -55,10 +55,10 @@ class _Service:
         if self._service is None:
             with self._lock:
                 if self._service is None:
-                    from rag.service import make_query_encoder, open_answer_service, open_index
+                    from rag.service import make_query_encoder, open_service
 
                     encoder = make_query_encoder(self.settings)
-                    self._service = open_answer_service(self.settings, open_index(self.settings, encoder, mmap=True), encoder)
+                    self._service = open_service(self.settings, encoder)
         return self._service
 
 

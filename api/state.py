@@ -52,17 +52,19 @@ class AppState:
         # Where a reload must reach other processes than this one (Ray Serve replicas,
         # api/ray_reload.py), the coroutine that reloads them all; None reloads this process.
         self.reload_everywhere: Callable[[], Awaitable[dict]] | None = None
+        # The shards of a sharded build when they run elsewhere (Ray Serve deployments, api/ray_shards.py);
+        # None opens them in this process.
+        self.shards = None
 
     def open_service(self, encoder=None) -> AnswerService:
         """Open the build the index link names and answer one question with it (fails here, not on a user's)."""
-        from rag.service import make_encoder, open_answer_service, open_index
+        from rag.service import make_encoder, open_service
 
         if encoder is None:
             encoder = make_encoder(self.settings)
             encoder.warm_up()
         # Memory-mapped: `rag serve --workers N` keeps one copy of the index in memory, not N.
-        index = open_index(self.settings, encoder, mmap=True)
-        service = open_answer_service(self.settings, index, encoder)
+        service = open_service(self.settings, encoder, shards=self.shards)
         service.ask("What is this corpus about?")  # fail here, not on a user's question
         return service
 

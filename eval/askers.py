@@ -29,9 +29,9 @@ class InProcessAsker:
     """The answer service in this process, over the configured index."""
 
     def __init__(self, settings, *, top_k: int = 5, mode: str = "hybrid", service=None):
-        from rag.service import open_answer_service
+        from rag.service import open_service
 
-        self.service = service or open_answer_service(settings)
+        self.service = service or open_service(settings)  # one index or a sharded build
         self.top_k, self.mode = top_k, mode
         self.target = f"in-process index {self.service.index.path} (build {self.service.index.build_id})"
         if self.service.retriever.encoder is not None:

@@ -67,6 +67,7 @@ class Retrieval:
     results: list[SearchResult]
     timings_ms: dict[str, float]
     history: tuple[str, ...] = ()
+    evidence: object | None = None  # what composing reads besides the results (a sharded build's evidence index)
 
 
 @dataclass

@@ -96,15 +96,27 @@ def _alias_table() -> dict[tuple[str, ...], tuple[tuple[str, ...], ...]]:
     return table
 
 
-def defined_acronyms(texts: Sequence[str]) -> dict[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """Acronyms the documents define ("Turkish Space Agency (TUA)"): each form to both forms, as terms."""
-    out: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
-    for text in texts:
-        for m in _ACRONYM_RE.finditer(text):
-            long, short = tuple(analyze(m.group(1))), tuple(analyze(m.group(2)))
-            if long and short:
-                out[long] = out[short] = (long, short)
+def acronym_definitions(text: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The acronyms ``text`` defines ("Turkish Space Agency (TUA)"), in order, as (long, short) terms."""
+    out = []
+    for m in _ACRONYM_RE.finditer(text):
+        long, short = tuple(analyze(m.group(1))), tuple(analyze(m.group(2)))
+        if long and short:
+            out.append((long, short))
     return out
+
+
+def acronym_table(definitions) -> dict[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Each form of the (long, short) ``definitions`` to both forms; a later definition wins."""
+    out: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
+    for long, short in definitions:
+        out[long] = out[short] = (long, short)
+    return out
+
+
+def defined_acronyms(texts: Sequence[str]) -> dict[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Acronyms the documents define: each form to both forms, as terms."""
+    return acronym_table(d for text in texts for d in acronym_definitions(text))
 
 
 def _forms(focus: Focus, acronyms: dict) -> tuple[tuple[str, ...], ...]:

@@ -117,9 +117,9 @@ def _announce_loading(settings, with_model: bool = True) -> None:
 
     The manifest is read first: a missing or unreadable index fails with its own one-line error.
     """
-    from rag.index import read_manifest
+    from rag.index.shards import read_sharded_manifest
 
-    manifest = read_manifest(settings.index_dir)
+    manifest = read_sharded_manifest(settings.index_dir)
     chunks = (manifest.get("counts") or {}).get("chunks", "?")
     model = (manifest.get("model") or {}).get("name", settings.encoder)
     backend = f" ({settings.encoder_backend})" if settings.encoder == "minilm" else ""
@@ -243,8 +243,8 @@ def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dic
     encoder = None if mode == "bm25" else _loading_query_encoder(settings)  # a bad --model fails here, first
     from rag.index.shards import is_sharded
 
-    if is_sharded(settings.index_dir):  # rag/shard_search.py: every shard searched, merged as one index
-        from rag.shard_search import sharded_search
+    if is_sharded(settings.index_dir):  # rag/sharded_service.py: every shard searched, merged as one index
+        from rag.sharded_service import sharded_search
 
         return search_payload(query, sharded_search(settings, encoder, query, k, mode, parsed))
     _announce_loading(settings, with_model=mode != "bm25")
@@ -320,10 +320,10 @@ def _local_answer(settings, encoder, question: str, k: int, mode: str, history: 
     """Answer in this process."""
     _check_mode(mode)
     from rag.payloads import AskResponse
-    from rag.service import open_answer_service, open_index
+    from rag.service import open_service
 
     _announce_loading(settings)
-    service = open_answer_service(settings, open_index(settings, encoder, mmap=True), encoder)
+    service = open_service(settings, encoder)
     return AskResponse.of(service.ask(question, top_k=k, mode=mode, history=history)).model_dump(mode="json")
 
 

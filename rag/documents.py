@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ class DocumentInfo:
 
 def list_documents(index) -> list[DocumentInfo]:
     """The documents of a loaded index, by title."""
-    counts = Counter(chunk.article for chunk in index.chunks)
+    counts = index.chunk_counts()
     out = []
     for slug, meta in index.articles.items():
         source = meta.get("source_path") or ""

@@ -97,6 +97,12 @@ def analyze(text: str, params: BM25Params = BM25Params()) -> list[str]:
     return words
 
 
+def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """The inverse document frequency the answer service weighs terms by, from document counts."""
+    df = np.asarray(df, dtype=np.float64)
+    return np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+
+
 class LexicalIndex:
     """A bm25s index over a list of texts, addressed by row number."""
 
@@ -129,14 +135,17 @@ class LexicalIndex:
         """Indexed terms (analysed form) to their ids."""
         return self._retriever.vocab_dict
 
-    def idf(self, terms: list[str]) -> np.ndarray:
-        """BM25 inverse document frequency of analysed terms; unseen terms get the highest value."""
+    def document_frequency(self, terms: list[str]) -> np.ndarray:
+        """How many rows hold each analysed term (0 for a term the index does not hold)."""
         if not hasattr(self, "_df"):
             indptr = np.asarray(self._retriever.scores["indptr"])
             self._df = np.diff(indptr)
         vocab = self._retriever.vocab_dict
-        df = np.array([self._df[vocab[t]] if t in vocab and vocab[t] < len(self._df) else 0 for t in terms], dtype=np.float64)
-        return np.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
+        return np.array([self._df[vocab[t]] if t in vocab and vocab[t] < len(self._df) else 0 for t in terms], dtype=np.float64)
+
+    def idf(self, terms: list[str]) -> np.ndarray:
+        """BM25 inverse document frequency of analysed terms; unseen terms get the highest value."""
+        return idf(self.document_frequency(terms), self.n_docs)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

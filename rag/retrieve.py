@@ -68,7 +68,7 @@ def unmatched_filters(index: Index, filters: Filters) -> str | None:
     """
     if not filters or len(_allowed_rows(index, filters)):
         return None
-    existing = {**filter_values(index.articles), "language": sorted({c.language for c in index.chunks if c.language})}
+    existing = {**filter_values(index.articles), "language": index.languages()}
     wanted = {"article": filters.articles, "category": filters.categories, "tag": filters.tags, "language": filters.languages}
     for key, values in wanted.items():
         if not values:

@@ -128,6 +128,20 @@ def answer_config(settings: Settings) -> AnswerConfig:
     )
 
 
+def open_service(settings: Settings, encoder: Encoder | None = None, *, shards=None) -> AnswerService:
+    """The answer service over the build the index link names, memory-mapped: one index, or a sharded
+    build whose shards run in this process (or are reached through ``shards``, rag/sharded_service.py)."""
+    from rag.index.shards import is_sharded
+
+    encoder = encoder or make_encoder(settings)
+    if is_sharded(settings.index_dir):
+        from rag.sharded_service import open_sharded_service
+
+        single_threaded_blas()
+        return open_sharded_service(settings, encoder, answer_config(settings), shards)
+    return open_answer_service(settings, open_index(settings, encoder, mmap=True), encoder)
+
+
 def open_answer_service(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> AnswerService:
     """Everything a question needs, loaded and ready."""
     single_threaded_blas()

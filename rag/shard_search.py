@@ -17,8 +17,7 @@ import numpy as np
 from core.errors import QueryError
 from rag.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
-from rag.retrieve import FUSIONS, MODES, Filters, SearchResult, filter_values
-from rag.index.shards import ShardedIndex
+from rag.retrieve import MODES, Filters
 
 
 @dataclass(frozen=True)
@@ -141,63 +140,3 @@ def check_query(query: str, mode: str, k: int) -> None:
         raise QueryError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if k < 1:
         raise QueryError(f"k must be at least 1 (got {k})")
-
-
-class ShardedRetriever:
-    """Searches a sharded build in this process with the local retriever's settings and results."""
-
-    def __init__(self, index: ShardedIndex, encoder, *, rrf_k: int = 60, candidates: int = 100, fusion: str = "convex", alpha: float = 0.5):
-        if fusion not in FUSIONS:
-            raise QueryError(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
-        if candidates < 1 or rrf_k < 0 or not 0.0 <= alpha <= 1.0:
-            raise QueryError("candidates must be >= 1, rrf_k >= 0 and alpha between 0 and 1")
-        self.index = index
-        self.encoder = encoder
-        self.rrf_k, self.candidates, self.fusion, self.alpha = rrf_k, candidates, fusion, alpha
-
-    def search(self, query: str, k: int = 5, mode: str = "hybrid", filters: Filters | None = None, query_vector=None) -> list[SearchResult]:
-        check_query(query, mode, k)
-        qvec = query_vector
-        if qvec is None and self.encoder is not None and mode in ("hybrid", "dense"):
-            qvec = self.encoder.embed_batch([query])[0]
-        if qvec is None and mode in ("hybrid", "dense"):
-            raise QueryError("dense search needs an encoder; use mode 'bm25' or configure one")
-        with_dense = mode != "bm25" or (self.encoder is not None and query_vector is not None)
-        # The pool is sized as one index sizes it: by all rows, or all rows that pass the filters.
-        sizes = [len(s) for s in self.index.shards]
-        if filters:
-            sizes = [len(s.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)) for s in self.index.shards]
-        total = sum(sizes)
-        if not total:
-            return []
-        pool = min(max(self.candidates, k), total)
-        parts = [
-            shard_candidates(s, rows, i, query, qvec, pool, mode, filters)
-            for i, (s, rows) in enumerate(zip(self.index.shards, self.index.rows))
-            if sizes[i]
-        ]
-        hits = merge(parts, k, mode, pool, fusion=self.fusion, alpha=self.alpha, rrf_k=self.rrf_k, with_dense=with_dense)
-        return [
-            SearchResult(
-                chunk=self.index.shards[h.shard].chunks[h.local],
-                rank=h.rank,
-                score=h.score,
-                dense_score=h.dense_score,
-                bm25_score=h.bm25_score,
-                dense_rank=h.dense_rank,
-                bm25_rank=h.bm25_rank,
-            )
-            for h in hits
-        ]
-
-
-def sharded_search(settings, encoder, query: str, k: int, mode: str, filters: Filters) -> list[SearchResult]:
-    """``rag search`` over a sharded build in this process (the shards memory-mapped)."""
-    from rag.index.shards import load_sharded
-
-    index = load_sharded(settings.index_dir, encoder, mmap=True)
-    if filters and not any(len(s.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)) for s in index.shards):
-        values = filter_values(index.articles)
-        raise QueryError(f"no document matches the filters; the articles that exist are: {', '.join(values['article'][:15])}")
-    retriever = ShardedRetriever(index, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha)
-    return retriever.search(query, k=k, mode=mode, filters=filters)

@@ -20,7 +20,7 @@ from rag.index import build_index, lexical_text, load_index, read_manifest, veri
 from rag.lexical import analyze
 from rag.retrieve import Filters, Retriever
 from rag.index.shard_build import build_sharded
-from rag.shard_search import ShardedRetriever
+from rag.sharded_service import LocalShards, ShardedRetriever, ShardedView
 from rag.index.shards import CorpusStats, is_sharded, lexical_with_stats, load_sharded, partition, shard_of
 from core.errors import IndexFormatError
 
@@ -63,6 +63,13 @@ def questions(index, n: int = 60, seed: int = 7) -> list[str]:
     words = sorted({w for c in index.chunks for w in c.text.split() if w.isalpha() and len(w) > 3})
     made = [" ".join(rng.sample(words, rng.randint(1, 6))) for _ in range(n)]
     return made + ["What is the Outer Space Treaty?", "aardvark termites", "liability for damage caused by space objects", "zzzz unknown"]
+
+
+def sharded_retriever(sharded_dir, encoder, **settings) -> ShardedRetriever:
+    """The ingress's retriever over the build's shards, served in this process."""
+    build = sharded_dir.resolve()
+    shards = LocalShards.of(len(json.loads((build / "manifest.json").read_text())["shards"]))
+    return ShardedRetriever(ShardedView(build, shards, encoder), encoder, **settings)
 
 
 def test_stable_hash_partition():
@@ -133,7 +140,7 @@ def _dense_rank_is_possible(result, cosines) -> bool:
 def test_sharded_search_equals_single_index(single, sharded_dir, mode):
     encoder = HashingEncoder()
     local = Retriever(single, encoder)
-    sharded = ShardedRetriever(load_sharded(sharded_dir), encoder)
+    sharded = sharded_retriever(sharded_dir, encoder)
     every = single.vectors.vectors(np.arange(len(single)))
     compared = 0
     for question in questions(single):
@@ -162,13 +169,12 @@ def _dense_has_ties(cosines: np.ndarray, rows: np.ndarray, pool: int) -> bool:
 
 def test_sharded_search_with_filters_and_rrf(single, sharded_dir):
     encoder = HashingEncoder()
-    loaded = load_sharded(sharded_dir)
     every = single.vectors.vectors(np.arange(len(single)))
     filters = [None, Filters.from_mapping({"article": ["outer-space-treaty", "aardvarks"]}), Filters.from_mapping({"category": "transport"})]
     compared = {"convex": 0, "rrf": 0}
     for fusion in compared:
         local = Retriever(single, encoder, fusion=fusion, candidates=7)
-        sharded = ShardedRetriever(loaded, encoder, fusion=fusion, candidates=7)
+        sharded = sharded_retriever(sharded_dir, encoder, fusion=fusion, candidates=7)
         for question in questions(single, n=30, seed=3):
             cosines = every @ encoder.embed_batch([question])[0]
             for f in filters:
@@ -205,26 +211,37 @@ def test_sharded_rebuild_reuses_chunks_and_keeps_the_previous_build_on_failure(t
     assert load_sharded(where).build_id == second.build_id
 
 
-def test_cli_sharded_index_and_search_without_ray(tmp_path, small_corpus):
-    """`rag index --shards 2` and `rag search` on the sharded build run locally and never import Ray."""
+def test_cli_sharded_index_search_and_ask_without_ray(tmp_path, small_corpus):
+    """`rag index --shards 2`, then `rag search` and `rag ask` on the sharded build, run locally and never import Ray."""
     import subprocess
     import sys
 
-    from conftest import rag_env
+    from conftest import rag_env, run_rag
 
     script = (
         "import sys\n"
         "from rag.cli import app\n"
-        "for argv in (['index', '--shards', '2'], ['search', 'termites', '--json']):\n"
+        "for argv in (['index', '--shards', '2'], ['search', 'termites', '--json'], ['ask', 'What do aardvarks eat?', '--json']):\n"
         "    app(argv, standalone_mode=False)\n"
+        "    print('\\n#####')\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )
     env = rag_env(tmp_path, RAG_CORPUS_DIR=small_corpus)
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert is_sharded(tmp_path / "index")
-    payload = json.loads(proc.stdout[proc.stdout.index("{") :])
-    assert payload["results"][0]["article"] == "aardvarks"
-    # Answers need a single index: a clear one-line refusal, not a traceback.
-    ask = subprocess.run([str(RAG_BIN), "ask", "What do aardvarks eat?"], env=env, capture_output=True, text=True, timeout=300)
-    assert ask.returncode != 0 and "sharded index of 2 shards" in ask.stderr and "Traceback" not in ask.stderr
+    _, searched, asked, _ = proc.stdout.split("#####")
+    assert json.loads(searched[searched.index("{") :])["results"][0]["article"] == "aardvarks"
+    answer = json.loads(asked[asked.index("{") :])
+    # The answer one index of the same corpus gives (the hashing encoder: the same words, not meanings).
+    one = rag_env(tmp_path, RAG_CORPUS_DIR=small_corpus, RAG_INDEX_DIR=tmp_path / "single")
+    assert run_rag(["index"], one).returncode == 0
+    single = json.loads(run_rag(["ask", "What do aardvarks eat?", "--json"], one).stdout)
+    for body in (answer, single):
+        body.pop("timings_ms")
+        for p in body["passages"]:  # float32 sums in another order differ in the last bits
+            p.update({k: round(p[k], 4) for k in ("score", "dense_score", "bm25_score") if p[k] is not None})
+    assert answer == single and answer["passages"][0]["article"] == "aardvarks"
+    # A command that needs one index says so in one line, not with a traceback.
+    fit = subprocess.run([str(RAG_BIN), "eval", "fit-answerability", "--fit", "x.jsonl", "--index-dir", str(tmp_path / "index")], env=env, capture_output=True, text=True, timeout=300)
+    assert fit.returncode != 0 and "Traceback" not in fit.stderr, fit.stderr

@@ -42,7 +42,7 @@ A failure after the stream has started arrives as `error`: `{"detail"}`.
 )
 async def ask(body: AskRequest, request: Request, _: ClientDep, service: ServiceDep, state: StateDep):
     filters = body.filters
-    problem = unmatched_filters(service.index, filters)
+    problem = await state.run(unmatched_filters, service.index, filters) if filters else None
     if problem:
         raise QueryError(problem)
     kwargs = {"top_k": body.top_k, "mode": body.mode, "history": body.history, "filters": filters}

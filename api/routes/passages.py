@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
-from api.deps import ClientDep, ServiceDep
+from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, PASSAGE_ID_PATTERN, PassageDetail
 
 router = APIRouter(tags=["passages"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
@@ -24,8 +24,9 @@ async def passage(
     ],
     _: ClientDep,
     service: ServiceDep,
+    state: StateDep,
 ) -> PassageDetail:
-    detail = PassageDetail.of(service.index, passage_id)
+    detail = await state.run(PassageDetail.of, service.index, passage_id)  # a sharded build asks its shards
     if detail is None:
         raise HTTPException(status_code=404, detail=f"no passage with id '{passage_id}'")
     return detail

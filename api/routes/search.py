@@ -57,7 +57,7 @@ async def search(
     if not query:
         raise HTTPException(status_code=422, detail="q: is empty; send some words to search for")
     filters = Filters.from_mapping({"article": article, "category": category, "tag": tag, "language": language})
-    problem = unmatched_filters(service.index, filters)
+    problem = await state.run(unmatched_filters, service.index, filters) if filters else None
     if problem:
         raise QueryError(problem)
     results = await state.run(service.retriever.search, query, k=k, mode=mode, filters=filters)

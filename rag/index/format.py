@@ -87,8 +87,8 @@ def read_manifest(index_dir: Path) -> dict:
     version = manifest.get("format_version")
     if version == 3 and manifest.get("shards"):  # rag/index/shards.py
         raise IndexFormatError(
-            f"{path}: a sharded index of {len(manifest['shards'])} shards; 'rag search' reads it, answers need an index "
-            "built with --shards 1"
+            f"{path}: a sharded index of {len(manifest['shards'])} shards; 'rag search', 'rag ask', 'rag serve' and "
+            "'rag mcp' read it, this needs an index built with --shards 1"
         )
     if version not in READABLE_VERSIONS:
         raise IndexFormatError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,14 @@ class Index:
         prev = self.chunks[row - 1] if row > 0 and self.chunks[row - 1].article == chunk.article else None
         nxt = self.chunks[row + 1] if row + 1 < len(self.chunks) and self.chunks[row + 1].article == chunk.article else None
         return prev, nxt
+
+    def chunk_counts(self) -> dict[str, int]:
+        """Chunks of each article."""
+        return dict(Counter(c.article for c in self.chunks))
+
+    def languages(self) -> list[str]:
+        """The languages of the chunks (ISO 639-1 codes), sorted."""
+        return sorted({c.language for c in self.chunks if c.language})
 
     def rows_matching(
         self,

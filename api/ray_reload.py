@@ -1,5 +1,6 @@
 """Reload on Ray Serve in two phases: every replica loads and verifies the new build beside the old one,
-then all switch; a replica that cannot load it leaves every replica on the old build.
+then all switch; a replica that cannot load it leaves every replica on the old build. The replicas of
+a sharded build's shards (api/ray_shards.py) take part in the same way.
 
 A request reaches one replica only, so the replica that receives ``POST /admin/reload`` asks a
 coordinator (a named Ray actor started with the application) to run the reload. Each replica
@@ -81,10 +82,16 @@ class ReloadCoordinator:
                 self._order("abort")
                 if failed:
                     return {"status": "refused", "error": "; ".join(sorted(set(failed.values())))}
-                return {"status": "unchanged", "build_id": next(iter(got.values()))["build_id"], "replicas": len(live)}
+                return {"status": "unchanged", "build_id": next(iter(got.values()))["build_id"], "replicas": _apps(got)}
             live, done = await self._gather(self._order("commit"), 60)
-            first = next(v for v in got.values() if v["status"] == "ready")
-            return {**first, "status": "reloaded", "replicas": len(done)}
+            # The reply of an app replica (not a shard's) says what the service now serves.
+            first = min((v for v in got.values() if v["status"] == "ready"), key=lambda v: v.get("role") == "shard")
+            return {**first, "status": "reloaded", "replicas": _apps(done), "shard_replicas": len(done) - _apps(done)}
+
+
+def _apps(replies: dict[str, dict]) -> int:
+    """How many of the replies come from app replicas (the others from shard replicas)."""
+    return sum(1 for v in replies.values() if v.get("role") != "shard")
 
 
 def start_coordinator(replica_prefix: str):
@@ -105,11 +112,11 @@ async def reload_everywhere() -> dict:
     return result
 
 
-async def follow_orders(state) -> None:
-    """A replica's side: prepare, commit or abort as the coordinator orders (runs as long as the replica)."""
+async def follow_orders_with(me: str, prepare, commit, abort) -> None:
+    """A replica's side, for as long as it runs: on ``prepare`` run ``prepare()`` (in a thread) -> (staged,
+    reply); on ``commit`` switch to what was staged with ``commit(staged)`` -> reply; else ``abort(staged)``."""
     import ray
 
-    me = ray.get_runtime_context().get_actor_name()
     coordinator = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
     seen = await coordinator.current.remote()
     staged = None
@@ -117,15 +124,27 @@ async def follow_orders(state) -> None:
         order = await coordinator.next_order.remote(me, seen)
         seen = order["epoch"]
         if order["action"] == "prepare":
-            staged, result = await asyncio.to_thread(_prepare, state)
+            staged, result = await asyncio.to_thread(prepare)
         elif order["action"] == "commit" and staged is not None:
-            state.service, staged = staged, None  # one reference assignment: atomic for every reader
-            state.publish_index_metrics()
-            result = {"status": "switched", "build_id": state.service.index.build_id}
-            log.info("reloaded the index: build %s", state.service.index.build_id)
+            staged, result = None, commit(staged)
         else:
+            abort(staged)
             staged, result = None, {"status": "dropped"}
         await coordinator.reply.remote(me, seen, result)
+
+
+async def follow_orders(state) -> None:
+    """An ingress replica's side: prepare, commit or abort its answer service as the coordinator orders."""
+    import ray
+
+    def commit(staged) -> dict:
+        state.service = staged  # one reference assignment: atomic for every reader
+        state.publish_index_metrics()
+        log.info("reloaded the index: build %s", staged.index.build_id)
+        return {"status": "switched", "build_id": staged.index.build_id}
+
+    me = ray.get_runtime_context().get_actor_name()
+    await follow_orders_with(me, lambda: _prepare(state), commit, lambda staged: None)
 
 
 def _prepare(state) -> tuple[object | None, dict]:

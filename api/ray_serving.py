@@ -2,7 +2,8 @@
 
 Each replica builds the app exactly as ``rag serve`` does (``create_app``) and opens the index
 memory-mapped; Serve's proxy spreads requests over the replicas and starts a replacement for one
-that dies. A single index only (a sharded one is refused before anything starts). A reload
+that dies. A sharded build is served by a deployment per shard (api/ray_shards.py) that the app's
+replicas search and gather evidence from; the app itself then holds no chunk. A reload
 (``/admin/reload``, ``/admin/documents``, SIGHUP to this process) reaches every replica in two
 phases (api/ray_reload.py). Ray is imported only here.
 """
@@ -25,9 +26,12 @@ MAX_ONGOING = 64
 log = logging.getLogger("rag.api")
 
 
-def deployment(settings: Settings, replicas: int):
-    """The Serve application: ``replicas`` copies of the app, each built (and its index opened) in its replica."""
+def deployment(settings: Settings, replicas: int, shards: int = 0):
+    """The Serve application: ``replicas`` copies of the app, each built (and its index opened) in its
+    replica; for a sharded build of ``shards`` shards, also ``replicas`` copies of each shard's deployment."""
     from ray import serve
+
+    from api.ray_shards import shard_deployments
 
     @serve.deployment(
         name=DEPLOYMENT,
@@ -38,8 +42,8 @@ def deployment(settings: Settings, replicas: int):
     )
     @serve.ingress()
     class RagApp:
-        def __init__(self, settings: Settings):
-            self.settings = settings
+        def __init__(self, settings: Settings, shards: list | None = None):
+            self.settings, self.shards = settings, shards or []
 
         async def __serve_build_asgi_app__(self):
             import asyncio
@@ -50,15 +54,26 @@ def deployment(settings: Settings, replicas: int):
             # The model and the index load in the app's start-up, before Serve routes a request here.
             app = create_app(self.settings)
             app.state.ctx.reload_everywhere = reload_everywhere
+            if self.shards:
+                from api.ray_shards import RayShards
+
+                app.state.ctx.shards = RayShards(self.shards)  # before start-up opens the build through them
             self.orders = asyncio.get_running_loop().create_task(follow_orders(app.state.ctx))
             return app
 
-    return RagApp.bind(settings)
+    return RagApp.bind(settings, shard_deployments(settings, shards, replicas) if shards else None)
 
 
 def replica_prefix() -> str:
-    """The start of the names Serve gives the replica actors of this application."""
-    return f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#"
+    """The start of the names Serve gives the replica actors of this application (app and shards)."""
+    return f"SERVE_REPLICA::{APP_NAME}#"
+
+
+def shard_count(settings: Settings) -> int:
+    """The shards of the build the index link names (0 for one index)."""
+    from rag.index.shards import is_sharded, read_sharded_manifest
+
+    return len(read_sharded_manifest(settings.index_dir.resolve())["shards"]) if is_sharded(settings.index_dir) else 0
 
 
 def start(settings: Settings):
@@ -73,7 +88,7 @@ def start(settings: Settings):
 
     coordinator = start_coordinator(replica_prefix())
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(deployment(settings, settings.replicas), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(deployment(settings, settings.replicas, shard_count(settings)), name=APP_NAME, route_prefix="/", blocking=False)
     return coordinator
 
 

@@ -12,7 +12,7 @@ import threading
 import httpx
 import pytest
 
-from conftest import BUNDLED_ARTICLE_PATH, EXTRA_ARTICLE, SMALL_CORPUS, rag_env, run_rag, wait_until, write_files
+from conftest import BUNDLED_ARTICLE_PATH, EXTRA_ARTICLE, wait_until, write_files
 from rag.settings import load_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -221,14 +221,3 @@ def _ready_replicas() -> int:
 
     status = serve.status().applications[APP_NAME].deployments[DEPLOYMENT]
     return status.replica_states.get("RUNNING", 0)
-
-
-def test_a_sharded_index_is_refused_in_one_line(tmp_path):
-    """`rag serve --engine ray` needs a single index, as `rag serve` does: one line, before Ray starts."""
-    corpus = write_files(tmp_path / "corpus", SMALL_CORPUS)
-    env = rag_env(tmp_path, RAG_CORPUS_DIR=corpus)
-    assert run_rag(["index", "--shards", "2"], env).returncode == 0
-    proc = run_rag(["serve", "--engine", "ray", "--replicas", "2"], env)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "a sharded index of 2 shards" in lines[0], proc.stderr

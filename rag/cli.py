@@ -136,9 +136,9 @@ def add(
 ) -> None:
     """Copy documents into the corpus folder and update the index (all or nothing)."""
     from rag.documents import add_documents
-    from rag.service import index_corpus
+    from rag.service import index_corpus, update_settings
 
-    settings = settings_from(corpus_dir=corpus, index_dir=index_dir, encoder_backend=backend)
+    settings = update_settings(settings_from(corpus_dir=corpus, index_dir=index_dir, encoder_backend=backend))
     for path in files:
         if not path.is_file():
             raise CorpusError(path, "no such file")

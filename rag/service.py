@@ -128,6 +128,16 @@ def answer_config(settings: Settings) -> AnswerConfig:
     )
 
 
+def update_settings(settings: Settings) -> Settings:
+    """The settings to add documents with (``rag add``, ``POST /admin/documents``): a sharded build stays
+    sharded as it is unless ``RAG_SHARDS`` asks for more than one shard; ``rag index`` follows the setting."""
+    from rag.index.shards import is_sharded, read_sharded_manifest
+
+    if settings.shards == 1 and is_sharded(settings.index_dir):
+        return settings.model_copy(update={"shards": len(read_sharded_manifest(settings.index_dir.resolve())["shards"])})
+    return settings
+
+
 def open_service(settings: Settings, encoder: Encoder | None = None, *, shards=None) -> AnswerService:
     """The answer service over the build the index link names, memory-mapped: one index, or a sharded
     build whose shards run in this process (or are reached through ``shards``, rag/sharded_service.py)."""

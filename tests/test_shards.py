@@ -245,3 +245,19 @@ def test_cli_sharded_index_search_and_ask_without_ray(tmp_path, small_corpus):
     # A command that needs one index says so in one line, not with a traceback.
     fit = subprocess.run([str(RAG_BIN), "eval", "fit-answerability", "--fit", "x.jsonl", "--index-dir", str(tmp_path / "index")], env=env, capture_output=True, text=True, timeout=300)
     assert fit.returncode != 0 and "Traceback" not in fit.stderr, fit.stderr
+
+
+def test_rag_add_keeps_a_sharded_build_sharded(tmp_path, small_corpus):
+    """Adding a document rebuilds with as many shards as the build has; `rag index` follows --shards."""
+    from conftest import EXTRA_ARTICLE, rag_env, run_rag
+
+    env = rag_env(tmp_path, RAG_CORPUS_DIR=small_corpus)
+    assert run_rag(["index", "--shards", "3"], env).returncode == 0
+    extra = write_files(tmp_path / "new", {"dirigibles.md": EXTRA_ARTICLE}) / "dirigibles.md"
+    added = run_rag(["add", str(extra)], env)
+    assert added.returncode == 0, added.stderr
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert len(manifest["shards"]) == 3 and manifest["counts"]["articles"] == len(load_corpus(small_corpus))
+    found = json.loads(run_rag(["search", "dirigible airship", "--json"], env).stdout)
+    assert found["results"][0]["title"] == "Dirigibles"
+    assert run_rag(["index"], env).returncode == 0 and not is_sharded(tmp_path / "index")

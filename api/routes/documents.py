@@ -73,11 +73,11 @@ async def upload(
     _: AdminDep,
     state: StateDep,
 ) -> UploadResponse:
-    from rag.service import index_corpus
+    from rag.service import index_corpus, update_settings
 
     if state.service is None:
         raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
-    settings = state.settings
+    settings = update_settings(state.settings)
     with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
         staged = await _stage(files, Path(tmp))
         encoder = state.service.retriever.encoder

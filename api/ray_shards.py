@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,9 @@ log = logging.getLogger("rag.api")
 
 #: Logical CPUs a shard replica reserves: a quarter, so that shards and the ingress share a small node.
 SHARD_CPUS = 0.25
-#: How often a call is sent again when the replica it reached died under it.
-RETRIES = 3
+#: How often a call is sent again when the replica it reached died under it, and the first wait before.
+RETRIES = 5
+RETRY_WAIT_S = 0.25
 #: Seconds a call to a shard may take before the request fails.
 CALL_TIMEOUT_S = 120.0
 
@@ -38,7 +41,12 @@ def shard_deployments(settings: Settings, shards: int, replicas: int) -> list:
     """One bound Serve deployment per shard of the build, ``replicas`` copies each."""
     from ray import serve
 
-    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": SHARD_CPUS}, max_ongoing_requests=64, health_check_period_s=2)
+    options: dict = {"num_cpus": SHARD_CPUS}
+    faults = {k: v for k, v in os.environ.items() if k.startswith("RAG_FAULT_")}  # rag/faults.py, for fault tests
+    if faults:
+        options["runtime_env"] = {"env_vars": faults}
+
+    @serve.deployment(num_replicas=replicas, ray_actor_options=options, max_ongoing_requests=64, health_check_period_s=2)
     class ShardReplica:
         def __init__(self, settings: Settings, number: int):
             from rag.shard_server import ShardServer
@@ -93,16 +101,19 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class RayShards:
-    """The shards of a build as Ray Serve handles: every call fanned out at once, sent again if its replica died."""
+    """The shards of a build as Ray Serve handles: every call fanned out at once, sent again if its replica
+    died. Calls come from the app's worker threads (the answer service is synchronous)."""
 
     def __init__(self, handles: list):
-        self.handles = list(handles)
+        # By value (gRPC between replicas), not through the object store: 17 -> 11 ms for two rounds of
+        # calls to three shards, measured.
+        self.handles = [h.options(_by_reference=False) for h in handles]
 
     def __len__(self) -> int:
         return len(self.handles)
 
     def map(self, method: str, args: dict[int, tuple]) -> dict[int, Any]:
-        pending = {i: self.handles[i].call.remote(method, *a) for i, a in args.items()}
+        pending = {i: self.handles[i].call.remote(method, *a) for i, a in args.items()}  # all at once
         out = {}
         for i, response in pending.items():
             for attempt in range(RETRIES + 1):
@@ -113,5 +124,6 @@ class RayShards:
                     if attempt == RETRIES or not _retryable(exc):
                         raise
                     log.warning("shard %d: %s; sending the call again", i, exc.__class__.__name__)
+                    time.sleep(min(RETRY_WAIT_S * 2**attempt, 2.0))  # while Serve notices the death and routes elsewhere
                     response = self.handles[i].call.remote(method, *args[i])
         return out

@@ -27,6 +27,7 @@ import numpy as np
 from core.errors import IndexFormatError
 from rag.answerability import acronym_definitions
 from rag.chunking import Chunk
+from rag.faults import checkpoint
 from rag.filters import Filters
 from rag.index import Index
 from rag.index.shards import load_shard, read_sharded_manifest
@@ -197,6 +198,7 @@ class ShardServer:
     def evidence(self, build: str, local: list[int], terms: list[str], words: list[str]) -> ShardEvidence:
         """The answer units of chunks ``local`` and this shard's part of the counts for ``terms`` and ``words``."""
         got = self._get(build)
+        checkpoint("shard_evidence")
         index = got.index
         chunks = [self._chunk_evidence(got, int(i)) for i in local]
         df = self._df(index, terms)

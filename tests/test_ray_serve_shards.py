@@ -8,6 +8,10 @@ shard replica.
 
 from __future__ import annotations
 
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
@@ -49,12 +53,16 @@ def sharded_app(ray_cluster, tmp_path_factory, onnx_cache):
     single = load_settings(index_dir=root / "single", **common)
     index_corpus(settings)
     index_corpus(single)
+    # Shard replicas get the fault gate (rag/faults.py): evidence calls wait while the gate file is missing.
+    gate = write_files(root, {"gate": "open"}) / "gate"
+    os.environ["RAG_FAULT_GATE"] = f"shard_evidence:{gate}"
     try:
         coordinator = start(settings)  # noqa: F841 (kept alive while the application serves)
         url = f"http://127.0.0.1:{settings.port}"
         wait_until(lambda: _get(url + "/ready") == 200, 180, "the sharded Ray Serve app to answer /ready")
-        yield settings, single, url
+        yield settings, single, url, gate
     finally:
+        os.environ.pop("RAG_FAULT_GATE", None)
         stop_serving()
         serve.shutdown()
 
@@ -72,7 +80,7 @@ def test_sharded_ray_serving_answers_as_local_serving_of_one_index(sharded_app):
 
     from api.app import create_app
 
-    settings, single, url = sharded_app
+    settings, single, url, _ = sharded_app
     with TestClient(create_app(single)) as local, httpx.Client(base_url=url, timeout=60) as remote:
         for question in [*QUESTIONS, "Who is liable for damage caused by space objects?", "Which court settles disputes under the treaty?"]:
             want, got = local.post("/ask", json={"question": question}), remote.post("/ask", json={"question": question})
@@ -105,7 +113,7 @@ def test_sharded_reload_under_load_and_a_broken_shard_refused(sharded_app):
     shard file is refused by its shard and every replica keeps the previous build."""
     from rag.service import index_corpus
 
-    settings, _, url = sharded_app
+    settings, _, url, _ = sharded_app
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with Load(url) as load:
         write_files(settings.corpus_dir, {"dirigibles.md": EXTRA_ARTICLE})
@@ -141,7 +149,7 @@ def test_a_killed_shard_replica_fails_no_request(sharded_app):
     reached the dying replica is sent again) while Serve replaces it."""
     import ray
 
-    _, _, url = sharded_app
+    _, _, url, _ = sharded_app
     replicas = wait_until(lambda: len(r := _shard_replicas(ray)) == 4 and r, 60, "four shard replicas")
     with Load(url) as load:
         wait_until(lambda: load.answered > 5, 120, "requests before the kill")
@@ -150,3 +158,29 @@ def test_a_killed_shard_replica_fails_no_request(sharded_app):
         seen = load.answered
         wait_until(lambda: load.answered > seen + 5, 120, "requests after the replacement")
     assert not load.failures, load.failures
+
+
+def test_a_call_in_flight_on_a_dying_shard_replica_is_sent_again(sharded_app):
+    """A question whose evidence call is running on shard 0 when its replicas die is still answered:
+    the call is sent again and reaches the replica Serve starts instead."""
+    import ray
+
+    _, _, url, gate = sharded_app
+    question = {"question": "Who is liable for damage caused by space objects?"}
+    want = _comparable(httpx.post(url + "/ask", json=question, timeout=60).json())
+    doomed = wait_until(lambda: len(r := [n for n in _shard_replicas(ray) if "Shard000" in n]) == 2 and r, 60, "two replicas of shard 0")
+    gate.unlink()  # evidence calls now wait in the shard replicas
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(httpx.post, url + "/ask", json=question, timeout=180)
+            time.sleep(3)  # the question has reached the gate: its evidence call waits on a replica of shard 0
+            assert not asked.done()
+            for name in doomed:
+                ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+            gate.write_text("open")
+            reply = asked.result()
+    finally:
+        gate.write_text("open")
+    assert reply.status_code == 200, reply.text
+    got = _comparable(reply.json())
+    assert got["answer"] == want["answer"] and got["citations"] == want["citations"]

@@ -125,10 +125,14 @@ class AnswerService:
         # composition scores units by meaning in every mode, bm25 included
         qvec = self.retriever.encode(query) if self.retriever.encoder is not None else None
         t1 = time.perf_counter()
-        results = self.retriever.search(query, k=top_k, mode=mode, filters=filters, query_vector=qvec)
+        results, evidence = self._search(question, query, qvec, top_k, mode, filters)
         t2 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
-        return Retrieval(question, query, qvec, results, timings, tuple(history))
+        return Retrieval(question, query, qvec, results, timings, tuple(history), evidence)
+
+    def _search(self, question: str, query: str, qvec, top_k: int, mode: Mode, filters: Filters | None) -> tuple[list[SearchResult], object]:
+        """The passages, and what composing reads besides them (nothing more for one index)."""
+        return self.retriever.search(query, k=top_k, mode=mode, filters=filters, query_vector=qvec), None
 
     def finish(self, retrieval: Retrieval) -> Answer:
         """Second half of :meth:`ask`: compose the cited answer from retrieved passages."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +38,7 @@ from rag.index.format import ARTICLES
 from rag.index.load import check_model
 from rag.index.shards import read_sharded_manifest
 from rag.lexical import analyze, idf
-from rag.question import analyze_question, content_words, contextual_query, plain_words, question_parts
+from rag.question import analyze_question, content_words, plain_words, question_parts
 from rag.retrieve import FUSIONS, SearchResult
 from rag.shard_search import Hit, check_query, merge
 from rag.shard_server import ShardEvidence, ShardServer, ShardSummary
@@ -303,14 +302,8 @@ class ShardedAnswerService(AnswerService):
 
     retriever: ShardedRetriever
 
-    def retrieve(self, question: str, *, top_k: int = 5, mode="hybrid", history: Sequence[str] = (), filters: Filters | None = None) -> Retrieval:
-        t0 = time.perf_counter()
-        if not isinstance(question, str) or not question.strip():
-            raise QueryError("the question is empty; ask something about the corpus")
-        history = [h for h in history if h and h.strip()][-self.config.max_history :] if self.config.max_history else []
-        query = contextual_query(question, history)
-        qvec = self.retriever.encode(query) if self.retriever.encoder is not None else None
-        t1 = time.perf_counter()
+    def _search(self, question: str, query: str, qvec, top_k: int, mode, filters: Filters | None) -> tuple[list[SearchResult], Index]:
+        """The passages from every shard, and an index of their evidence to compose from."""
         view = self.retriever.index
         hits = self.retriever.hits(query, top_k, mode, filters, qvec)
         terms, words = asked_terms_and_words(question, query)
@@ -319,10 +312,7 @@ class ShardedAnswerService(AnswerService):
             by_shard[h.shard].append(h.local)
         parts = view.shards.map("evidence", {s: (view.build, local, terms, words) for s, local in by_shard.items()})
         index, chunks = evidence_index(view, hits, parts)
-        results = [_result(h, c) for h, c in zip(hits, chunks)]
-        t2 = time.perf_counter()
-        timings = {"encode": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
-        return Retrieval(question, query, qvec, results, timings, tuple(history), evidence=index)
+        return [_result(h, c) for h, c in zip(hits, chunks)], index
 
     def finish(self, retrieval: Retrieval) -> Any:
         composer = AnswerService(_EvidenceRetriever(retrieval.evidence, self.retriever.encoder), self.config, self.generator)

@@ -162,17 +162,24 @@ def test_reload_under_load_reaches_every_replica_and_a_broken_build_none(ray_app
     write_files(settings.corpus_dir, {"zeppelins.md": "# Zeppelins\n\nZeppelins were rigid airships built in Germany.\n"})
     index_corpus(settings)
     damaged = next(p for p in settings.index_dir.resolve().rglob("*") if p.is_file() and p.name != "manifest.json")
+    reply, failures = reload_with_damage(url, damaged)
+    assert reply.status_code == 409 and f"still serving build {new}" in reply.json()["detail"], reply.text
+    assert not failures, failures
+    assert set(_builds_served(url).values()) == {new}
+
+
+def reload_with_damage(url: str, damaged) -> tuple[httpx.Response, list]:
+    """POST /admin/reload under load while the file ``damaged`` of the new build is corrupted (repaired
+    afterwards): the reply, and the requests that failed meanwhile."""
     intact = damaged.read_bytes()
     damaged.write_bytes(intact + b"damage")
     try:
         with Load(url) as load:
-            reply = httpx.post(url + "/admin/reload", headers=headers, timeout=300)
+            reply = httpx.post(url + "/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=300)
             wait_until(lambda: load.answered > 5, 120, "requests after the refused reload")
     finally:
         damaged.write_bytes(intact)  # a replica started later opens this build
-    assert reply.status_code == 409 and f"still serving build {new}" in reply.json()["detail"], reply.text
-    assert not load.failures, load.failures
-    assert set(_builds_served(url).values()) == {new}
+    return reply, load.failures
 
 
 def _replicas(ray) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import BUNDLED_ARTICLE_PATH, EXTRA_ARTICLE, wait_until, write_files
 from rag.settings import load_settings
-from test_ray_serve import ADMIN_KEY, QUESTIONS, Load, _comparable, _free_port, _get
+from test_ray_serve import ADMIN_KEY, QUESTIONS, Load, _comparable, _free_port, _get, reload_with_damage
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -130,17 +130,9 @@ def test_sharded_reload_under_load_and_a_broken_shard_refused(sharded_app):
 
     write_files(settings.corpus_dir, {"zeppelins.md": "# Zeppelins\n\nZeppelins were rigid airships built in Germany.\n"})
     index_corpus(settings)
-    damaged = settings.index_dir.resolve() / "shard-001" / "chunks.jsonl"
-    intact = damaged.read_bytes()
-    damaged.write_bytes(intact + b"damage")
-    try:
-        with Load(url) as load:
-            reply = httpx.post(url + "/admin/reload", headers=headers, timeout=300)
-            wait_until(lambda: load.answered > 5, 120, "requests after the refused reload")
-    finally:
-        damaged.write_bytes(intact)
+    reply, failures = reload_with_damage(url, settings.index_dir.resolve() / "shard-001" / "chunks.jsonl")
     assert reply.status_code == 409 and f"still serving build {new}" in reply.json()["detail"], reply.text
-    assert not load.failures, load.failures
+    assert "shard 1" in reply.json()["detail"] and not failures, (reply.text, failures)
     assert httpx.get(url + "/ready", timeout=10).json()["build_id"] == new
 
 

@@ -28,6 +28,12 @@ def test_exact_top_matches_a_full_sort():
     assert [set(r) for r in got] == [set(r) for r in expected]
 
 
+def test_bench_ray_refuses_a_folder_without_a_dataset_in_one_line(rag_cli, tmp_path):
+    run = rag_cli(["bench", "ray", "--data", str(tmp_path)])
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == f"error: {tmp_path}: no corpus.jsonl here; pass --data a BEIR dataset folder (SciFact: ../shared/datasets/scifact)"
+
+
 def test_bench_rejects_an_unknown_section_in_one_line(rag_cli):
     run = rag_cli(["bench", "--only", "everything"])
     assert run.returncode == 2

@@ -19,7 +19,7 @@ from embeddings import HashingEncoder
 from rag.index import load_index
 from rag.retrieve import Retriever
 from rag.settings import load_settings
-from rag.shard_search import ShardedRetriever
+from rag.sharded_service import LocalShards, ShardedRetriever, ShardedView
 from rag.index.shards import load_sharded
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -58,7 +58,8 @@ def test_ray_build_equals_local_build(ray_cluster, tmp_path, onnx_cache):
         np.testing.assert_allclose(shard.unit_vectors, one.unit_vectors[np.isin(one.unit_spans[:, 0], rows)], atol=1e-5)
         for q in QUESTIONS:
             np.testing.assert_allclose(shard.lexical.scores(q), one.lexical.scores(q)[rows], rtol=1e-6)
-    want, got = Retriever(one, encoder), ShardedRetriever(sharded, encoder)
+    view = ShardedView(remote.index_dir, LocalShards.of(len(sharded.shards)), encoder)
+    want, got = Retriever(one, encoder), ShardedRetriever(view, encoder)
     for q in QUESTIONS:
         for mode in ("hybrid", "dense", "bm25"):
             assert [r.chunk.id for r in got.search(q, k=5, mode=mode)] == [r.chunk.id for r in want.search(q, k=5, mode=mode)]

@@ -179,3 +179,32 @@ def scale_command(
     results = run_scale(counts, load_settings(), out, n_queries=queries, also_hnsw=compare_hnsw, log=lambda m: typer.echo(m, err=True))
     typer.echo(render(results))
     typer.echo(f"\nresults: {out}")
+
+
+@bench_app.command("ray")
+def ray_command(
+    data: Annotated[Path, typer.Option("--data", help="A BEIR folder whose documents the build and memory figures index.")] = Path("../shared/datasets/scifact"),
+    docs: Annotated[int, typer.Option("--docs", min=10, help="Documents of the Ray build comparison.")] = 300,
+    clients: Annotated[str, typer.Option("--clients", help="Concurrent clients of the serving rows (comma-separated).")] = "1,4",
+    duration: Annotated[float, typer.Option("--duration", min=1.0, help="Seconds per serving row.")] = 15.0,
+) -> None:
+    """Scale-out figures on Ray: build (1 vs 2 actors vs local), serving (replicas, shards), memory per shard."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("rag bench ray needs the ray extra: pip install -e '.[ray]'")
+    if not (data / "corpus.jsonl").is_file():
+        raise ConfigError(f"{data}: no corpus.jsonl here; pass --data a BEIR dataset folder (SciFact: ../shared/datasets/scifact)")
+    if not all(c.strip().isdigit() and int(c) >= 1 for c in clients.split(",")):
+        raise ConfigError(f"--clients must be comma-separated numbers of 1 or more, got {clients!r}")
+    for args in (
+        ["eval.ray_bench", "--data", str(data), "--docs", str(docs)],
+        ["eval.ray_serve_bench", "--clients", clients, "--duration", str(duration)],
+        ["eval.shard_memory_bench", "--data", str(data)],
+    ):
+        typer.echo(f"$ python -m {' '.join(args)}", err=True)
+        code = subprocess.call([sys.executable, "-m", *args])
+        if code:
+            raise typer.Exit(code)

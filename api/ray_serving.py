@@ -103,8 +103,9 @@ def run_on_ray(settings: Settings) -> None:
     signal.signal(signal.SIGHUP, lambda *_: hangup.set())
     try:
         coordinator = start(settings)  # noqa: F841 (kept alive while serving)
-        n = settings.replicas
-        print(f"ready on http://{settings.host}:{settings.port} ({n} Ray Serve replica{'s' * (n != 1)})", flush=True)
+        n, shards = settings.replicas, shard_count(settings)
+        of_shards = f", {shards} shards with {n} replica{'s' * (n != 1)} each" if shards else ""
+        print(f"ready on http://{settings.host}:{settings.port} ({n} Ray Serve replica{'s' * (n != 1)}{of_shards})", flush=True)
         while not stop.wait(0.5):
             if hangup.is_set():
                 hangup.clear()

@@ -76,6 +76,23 @@ def shard_count(settings: Settings) -> int:
     return len(read_sharded_manifest(settings.index_dir.resolve())["shards"]) if is_sharded(settings.index_dir) else 0
 
 
+def check_capacity(replicas: int, shards: int) -> None:
+    """Refuse, in one line, an application the cluster has too few CPUs for (Serve would wait for them forever)."""
+    import ray
+
+    from api.ray_shards import SHARD_CPUS
+    from core.errors import ConfigError
+
+    need = replicas * REPLICA_CPUS + shards * replicas * SHARD_CPUS
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    if need > total + 1e-9:
+        replicas_of = f"{replicas} app replica{'s' * (replicas != 1)}" + (f" and {shards * replicas} shard replicas" if shards else "")
+        raise ConfigError(
+            f"the Ray cluster has {total:g} CPUs but {replicas_of} reserve {need:g}; serve with fewer --replicas, "
+            "or add nodes to the cluster (ray start --address)"
+        )
+
+
 def start(settings: Settings):
     """Start the reload coordinator and the application (replicas loaded and routed) on the connected cluster.
 
@@ -86,9 +103,11 @@ def start(settings: Settings):
 
     from api.ray_reload import start_coordinator
 
+    shards = shard_count(settings)
+    check_capacity(settings.replicas, shards)
     coordinator = start_coordinator(replica_prefix())
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(deployment(settings, settings.replicas, shard_count(settings)), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(deployment(settings, settings.replicas, shards), name=APP_NAME, route_prefix="/", blocking=False)
     return coordinator
 
 

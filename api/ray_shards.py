@@ -24,8 +24,9 @@ from rag.settings import Settings
 
 log = logging.getLogger("rag.api")
 
-#: Logical CPUs a shard replica reserves: a quarter, so that shards and the ingress share a small node.
-SHARD_CPUS = 0.25
+#: Logical CPUs a shard replica reserves (for placement only): a tenth, so that two replicas of four
+#: shards and two app replicas fit a 2-CPU machine; a shard's work per question is small.
+SHARD_CPUS = 0.1
 #: How often a call is sent again when the replica it reached died under it, and the first wait before.
 RETRIES = 5
 RETRY_WAIT_S = 0.25

@@ -176,3 +176,13 @@ def test_a_call_in_flight_on_a_dying_shard_replica_is_sent_again(sharded_app):
     assert reply.status_code == 200, reply.text
     got = _comparable(reply.json())
     assert got["answer"] == want["answer"] and got["citations"] == want["citations"]
+
+
+def test_more_replicas_than_the_cluster_holds_are_refused_in_one_line(ray_cluster):
+    """Serve would wait forever for CPUs the cluster lacks; the start is refused instead, saying why."""
+    from api.ray_serving import check_capacity
+    from core.errors import ConfigError
+
+    check_capacity(2, 4)  # 2 x 0.5 + 8 x 0.1 CPUs: fits the session's 2-CPU cluster
+    with pytest.raises(ConfigError, match=r"has 2 CPUs but 4 app replicas and 16 shard replicas reserve 3\.6; serve with fewer --replicas"):
+        check_capacity(4, 4)

@@ -116,12 +116,19 @@ def run_on_ray(settings: Settings) -> None:
     from rag.ray_build import connect
 
     connect(settings.ray_address)
-    stop, hangup = threading.Event(), threading.Event()
+    stop, hangup, started = threading.Event(), threading.Event(), threading.Event()
+
+    def on_stop(*_) -> None:
+        stop.set()
+        if not started.is_set():
+            raise KeyboardInterrupt  # a start still waiting for its replicas is left, and the app removed
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_stop)
     signal.signal(signal.SIGHUP, lambda *_: hangup.set())
     try:
         coordinator = start(settings)  # noqa: F841 (kept alive while serving)
+        started.set()
         n, shards = settings.replicas, shard_count(settings)
         of_shards = f", {shards} shards with {n} replica{'s' * (n != 1)} each" if shards else ""
         print(f"ready on http://{settings.host}:{settings.port} ({n} Ray Serve replica{'s' * (n != 1)}{of_shards})", flush=True)

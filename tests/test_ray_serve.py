@@ -142,18 +142,11 @@ def test_reload_under_load_reaches_every_replica_and_a_broken_build_none(ray_app
     from rag.service import index_corpus
 
     settings, url = ray_app
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     before = set(_builds_served(url).values())
     assert len(before) == 1
-    with Load(url) as load:
-        write_files(settings.corpus_dir, {"dirigibles.md": EXTRA_ARTICLE})
-        index_corpus(settings)
-        reply = httpx.post(url + "/admin/reload", headers=headers, timeout=300)
-        assert reply.status_code == 200, reply.text
-        body = reply.json()
-        assert body["status"] == "reloaded" and body["replicas"] == 2 and body["previous_build_id"] in before
-        wait_until(lambda: load.answered > 10, 120, "requests after the reload")
-    assert not load.failures, load.failures
+    body, failures = reload_with_a_new_article(url, settings)
+    assert body["status"] == "reloaded" and body["replicas"] == 2 and body["previous_build_id"] in before
+    assert not failures, failures
     new = body["build_id"]
     assert set(_builds_served(url).values()) == {new}
     answer = httpx.post(url + "/ask", json={"question": "What is a dirigible?"}, timeout=60).json()
@@ -166,6 +159,19 @@ def test_reload_under_load_reaches_every_replica_and_a_broken_build_none(ray_app
     assert reply.status_code == 409 and f"still serving build {new}" in reply.json()["detail"], reply.text
     assert not failures, failures
     assert set(_builds_served(url).values()) == {new}
+
+
+def reload_with_a_new_article(url: str, settings) -> tuple[dict, list]:
+    """Add an article, index, and POST /admin/reload, all under load: the reply (200) and the requests that failed."""
+    from rag.service import index_corpus
+
+    with Load(url) as load:
+        write_files(settings.corpus_dir, {"dirigibles.md": EXTRA_ARTICLE})
+        index_corpus(settings)
+        reply = httpx.post(url + "/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=300)
+        assert reply.status_code == 200, reply.text
+        wait_until(lambda: load.answered > 10, 120, "requests after the reload")
+    return reply.json(), load.failures
 
 
 def reload_with_damage(url: str, damaged) -> tuple[httpx.Response, list]:

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import BUNDLED_ARTICLE_PATH, EXTRA_ARTICLE, wait_until, write_files
+from conftest import BUNDLED_ARTICLE_PATH, wait_until, write_files
 from rag.settings import load_settings
-from test_ray_serve import ADMIN_KEY, QUESTIONS, Load, _comparable, _free_port, _get, reload_with_damage
+from test_ray_serve import ADMIN_KEY, QUESTIONS, Load, _comparable, _free_port, _get, reload_with_a_new_article, reload_with_damage
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -114,16 +114,9 @@ def test_sharded_reload_under_load_and_a_broken_shard_refused(sharded_app):
     from rag.service import index_corpus
 
     settings, _, url, _ = sharded_app
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with Load(url) as load:
-        write_files(settings.corpus_dir, {"dirigibles.md": EXTRA_ARTICLE})
-        index_corpus(settings)
-        reply = httpx.post(url + "/admin/reload", headers=headers, timeout=300)
-        assert reply.status_code == 200, reply.text
-        body = reply.json()
-        assert body["status"] == "reloaded" and body["replicas"] == 2 and body["shard_replicas"] == 4, body
-        wait_until(lambda: load.answered > 10, 120, "requests after the reload")
-    assert not load.failures, load.failures
+    body, failures = reload_with_a_new_article(url, settings)
+    assert body["status"] == "reloaded" and body["replicas"] == 2 and body["shard_replicas"] == 4, body
+    assert not failures, failures
     new = body["build_id"]
     answer = httpx.post(url + "/ask", json={"question": "What is a dirigible?"}, timeout=60).json()
     assert any(p["title"] == "Dirigibles" for p in answer["passages"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -93,8 +94,13 @@ def test_sharded_answers_equal_single_index_answers(services):
 def test_sharded_view_reads_as_the_index(services):
     single, sharded = services
     index, view = single.index, sharded.index
-    assert len(view) == len(index) and view.articles == index.articles and view.build_id != index.build_id
-    assert list_documents(view) == list_documents(index)
+    assert len(view) == len(index) and view.build_id != index.build_id
+
+    def undated(records):  # the two builds were made seconds apart
+        return [{k: v for k, v in r.items() if k != "indexed_at"} for r in records]
+
+    assert undated(view.articles.values()) == undated(index.articles.values()) and len(view.articles) == 7
+    assert undated(asdict(d) for d in list_documents(view)) == undated(asdict(d) for d in list_documents(index))
     assert view.languages() == index.languages()
     for chunk in index.chunks[::7]:
         assert view.chunk(chunk.id) == chunk

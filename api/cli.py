@@ -112,7 +112,7 @@ def _refuse_unservable(settings) -> None:
     from rag.index.shards import read_sharded_manifest
 
     build_dir = settings.index_dir.resolve()
-    verify_files(build_dir, read_sharded_manifest(build_dir))  # a sharded build's lists every shard's files
+    verify_files(build_dir, read_sharded_manifest(build_dir))  # a sharded build's manifest lists every shard's files
     KeyRing.from_settings(settings)
 
 

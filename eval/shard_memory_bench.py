@@ -47,7 +47,8 @@ def probe(build: str, shard: int, questions: list[str]) -> dict:
     import faiss  # noqa: F401
 
     from rag.index import load_index
-    from rag.shard_server import ShardServer, _Build, _term_names
+    from rag.lexical import term_names
+    from rag.shard_server import ShardServer, _Build
 
     encoder = HashingEncoder(dim=DIM)
     vectors = encoder.embed_batch(questions)
@@ -59,7 +60,7 @@ def probe(build: str, shard: int, questions: list[str]) -> dict:
     else:  # one index served the way a shard is, so that both run the same code
         index = load_index(build, None, mmap=True)
         rows = np.arange(len(index), dtype=np.int64)
-        server._builds[str(Path(build))] = _Build(index, rows, rows, _term_names(index))
+        server._builds[str(Path(build))] = _Build(index, rows, rows, term_names(index.lexical.vocabulary()))
     opened = _memory()
     for q, v in zip(questions, vectors):
         got = server.candidates(build, q, v, 100, "hybrid", None)

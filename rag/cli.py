@@ -243,18 +243,19 @@ def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dic
     encoder = None if mode == "bm25" else _loading_query_encoder(settings)  # a bad --model fails here, first
     from rag.index.shards import is_sharded
 
-    if is_sharded(settings.index_dir):  # rag/sharded_service.py: every shard searched, merged as one index
-        from rag.sharded_service import sharded_search
-
-        return search_payload(query, sharded_search(settings, encoder, query, k, mode, parsed))
     _announce_loading(settings, with_model=mode != "bm25")
-    idx = open_index(settings, encoder, mmap=True)
-    problem = unmatched_filters(idx, parsed)
+    if is_sharded(settings.index_dir):  # rag/sharded_service.py: every shard searched, merged as one index
+        from rag.sharded_service import open_sharded_retriever
+
+        retriever = open_sharded_retriever(settings, encoder)
+    else:
+        retriever = Retriever(
+            open_index(settings, encoder, mmap=True), encoder,
+            rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha,
+        )
+    problem = unmatched_filters(retriever.index, parsed)
     if problem:
         raise QueryError(problem)
-    retriever = Retriever(
-        idx, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha
-    )
     return search_payload(query, retriever.search(query, k=k, mode=mode, filters=parsed))
 
 

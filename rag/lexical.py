@@ -97,6 +97,14 @@ def analyze(text: str, params: BM25Params = BM25Params()) -> list[str]:
     return words
 
 
+def term_names(vocabulary: dict[str, int]) -> list[str]:
+    """Each term id's term: the inverse of an index's ``vocabulary()``."""
+    names = [""] * (max(vocabulary.values(), default=-1) + 1)
+    for term, i in vocabulary.items():
+        names[i] = term
+    return names
+
+
 def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     """The inverse document frequency the answer service weighs terms by, from document counts."""
     df = np.asarray(df, dtype=np.float64)

@@ -19,7 +19,8 @@ from rag.modes import MODES, Mode, check_mode
 
 __all__ = [
     "FILTER_KEYS", "FUSIONS", "MODES", "DenseRanker", "Filters", "HybridRanker", "LexicalRanker", "Mode", "Query",
-    "Ranker", "Ranking", "Retriever", "SearchResult", "filter_values", "result_dict", "unmatched_filters",
+    "Ranker", "Ranking", "Retriever", "SearchResult", "check_query", "check_settings", "encode_query", "filter_values",
+    "result_dict", "unmatched_filters",
 ]
 
 FUSIONS = ("rrf", "convex")
@@ -200,6 +201,35 @@ class HybridRanker:
 # ------------------------------------------------------------------ the retriever
 
 
+def check_settings(rrf_k: int, candidates: int, fusion: str, alpha: float) -> None:
+    """Refuse retrieval settings no ranking can use (one index or a sharded build alike)."""
+    if rrf_k < 0:
+        raise QueryError(f"rrf_k must be >= 0 (got {rrf_k})")
+    if fusion not in FUSIONS:
+        raise QueryError(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise QueryError(f"alpha must be between 0 and 1 (got {alpha})")
+    if candidates < 1:
+        raise QueryError(f"candidates must be >= 1 (got {candidates})")
+
+
+def check_query(query: str, k: int, mode: str) -> Mode:
+    """The search's mode, once the query, ``k`` and the mode are known to be usable."""
+    if not isinstance(query, str) or not query.strip():
+        raise QueryError("the query is empty; ask a question")
+    mode = check_mode(mode)
+    if k < 1:
+        raise QueryError(f"k must be at least 1 (got {k})")
+    return mode
+
+
+def encode_query(encoder: Encoder | None, query: str) -> np.ndarray:
+    """The query's vector, or a QueryError when there is no encoder to make one."""
+    if encoder is None:
+        raise QueryError("dense search needs an encoder; use mode 'bm25' or configure one")
+    return encoder.embed_batch([query])[0]
+
+
 class Retriever:
     """Searches one loaded index. Cheap to construct; the encoder loads on first dense query."""
 
@@ -213,14 +243,7 @@ class Retriever:
         fusion: str = "convex",
         alpha: float = 0.5,
     ):
-        if rrf_k < 0:
-            raise QueryError(f"rrf_k must be >= 0 (got {rrf_k})")
-        if fusion not in FUSIONS:
-            raise QueryError(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
-        if not 0.0 <= alpha <= 1.0:
-            raise QueryError(f"alpha must be between 0 and 1 (got {alpha})")
-        if candidates < 1:
-            raise QueryError(f"candidates must be >= 1 (got {candidates})")
+        check_settings(rrf_k, candidates, fusion, alpha)
         self.index = index
         self.encoder = encoder
         self.candidates = candidates
@@ -231,9 +254,7 @@ class Retriever:
         }
 
     def encode(self, query: str) -> np.ndarray:
-        if self.encoder is None:
-            raise QueryError("dense search needs an encoder; use mode 'bm25' or configure one")
-        return self.encoder.embed_batch([query])[0]
+        return encode_query(self.encoder, query)
 
     def search(
         self,
@@ -244,22 +265,13 @@ class Retriever:
         query_vector: np.ndarray | None = None,
     ) -> list[SearchResult]:
         """The ``k`` best passages for ``query``."""
-        mode = self._check(query, k, mode)
+        mode = check_query(query, k, mode)
         allowed = _allowed_rows(self.index, filters) if filters else None
         if allowed is not None and not len(allowed):
             return []
         q = self._query(query, k, mode, allowed, query_vector)
         ranking = self.rankers[mode].rank(q)
         return self._results(q, ranking, ranking.rows[:k])
-
-    @staticmethod
-    def _check(query: str, k: int, mode: str) -> Mode:
-        if not isinstance(query, str) or not query.strip():
-            raise QueryError("the query is empty; ask a question")
-        mode = check_mode(mode)
-        if k < 1:
-            raise QueryError(f"k must be at least 1 (got {k})")
-        return mode
 
     def _query(self, text: str, k: int, mode: Mode, allowed: np.ndarray | None, query_vector: np.ndarray | None) -> Query:
         """The search's shared inputs: BM25 scores of the allowed rows, the candidate pool, the vector.

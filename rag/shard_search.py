@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import QueryError
 from rag.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
-from rag.retrieve import MODES, Filters
+from rag.retrieve import Filters
 
 
 @dataclass(frozen=True)
@@ -131,12 +130,3 @@ def merge(
         shard, local = where[row]
         hits.append(Hit(row, shard, local, rank, float(score), dense, float(bm25[row]), dense_pos.get(row), bm25_pos.get(row)))
     return hits
-
-
-def check_query(query: str, mode: str, k: int) -> None:
-    if not isinstance(query, str) or not query.strip():
-        raise QueryError("the query is empty; ask a question")
-    if mode not in MODES:
-        raise QueryError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    if k < 1:
-        raise QueryError(f"k must be at least 1 (got {k})")

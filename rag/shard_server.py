@@ -18,7 +18,7 @@ these up over shards (rag/sharded_service.py) and composes exactly as one index 
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from rag.faults import checkpoint
 from rag.filters import Filters
 from rag.index import Index
 from rag.index.shards import load_shard, read_sharded_manifest
+from rag.lexical import term_names
 from rag.question import content_words
 from rag.shard_search import Candidates, shard_candidates
 
@@ -78,14 +79,7 @@ class _Build:
     rows: np.ndarray  # corpus row of each chunk
     order: np.ndarray  # argsort of rows
     term_names: list[str]
-
-
-def _term_names(index: Index) -> list[str]:
-    vocabulary = index.lexical.vocabulary()
-    names = [""] * (max(vocabulary.values(), default=-1) + 1)
-    for term, i in vocabulary.items():
-        names[i] = term
-    return names
+    summary: ShardSummary | None = None  # made on the first ask (every app replica asks once per build)
 
 
 class ShardServer:
@@ -131,7 +125,7 @@ class ShardServer:
             raise IndexFormatError(f"{build_dir.name}: has {len(entries)} shards, no shard {self.number}; serve it with as many shards")
         index, rows = load_shard(build_dir, entries[self.number], self.encoder, mmap=self.mmap, verify=True)
         rows = np.asarray(rows, dtype=np.int64)
-        return _Build(index, rows, np.argsort(rows, kind="stable"), _term_names(index))
+        return _Build(index, rows, np.argsort(rows, kind="stable"), term_names(index.lexical.vocabulary()))
 
     # ------------------------------------------------------------------ search
 
@@ -175,6 +169,11 @@ class ShardServer:
     def summary(self, build: str) -> ShardSummary:
         """This shard's part of the corpus-wide tables (answer-unit mean, acronyms, documents)."""
         got = self._get(build)
+        if got.summary is None:
+            got.summary = self._summarise(got)
+        return got.summary
+
+    def _summarise(self, got: _Build) -> ShardSummary:
         index = got.index
         unit_sum = None
         if index.unit_vectors is not None and len(index.unit_vectors):
@@ -191,8 +190,8 @@ class ShardServer:
             unit_sum=unit_sum,
             units=units,
             acronyms=acronyms,
-            article_chunks=dict(Counter(c.article for c in index.chunks)),
-            languages=sorted({c.language for c in index.chunks if c.language}),
+            article_chunks=index.chunk_counts(),
+            languages=index.languages(),
         )
 
     def evidence(self, build: str, local: list[int], terms: list[str], words: list[str]) -> ShardEvidence:

@@ -39,8 +39,8 @@ from rag.index.load import check_model
 from rag.index.shards import read_sharded_manifest
 from rag.lexical import analyze, idf
 from rag.question import analyze_question, content_words, plain_words, question_parts
-from rag.retrieve import FUSIONS, SearchResult
-from rag.shard_search import Hit, check_query, merge
+from rag.retrieve import SearchResult, check_query, check_settings, encode_query
+from rag.shard_search import Hit, merge
 from rag.shard_server import ShardEvidence, ShardServer, ShardSummary
 
 
@@ -158,27 +158,20 @@ class ShardedRetriever:
     """Searches a sharded build with the local retriever's settings and results."""
 
     def __init__(self, index: ShardedView, encoder, *, rrf_k: int = 60, candidates: int = 100, fusion: str = "convex", alpha: float = 0.5):
-        if fusion not in FUSIONS:
-            raise QueryError(f"unknown fusion {fusion!r}; choose one of: {', '.join(FUSIONS)}")
-        if candidates < 1 or rrf_k < 0 or not 0.0 <= alpha <= 1.0:
-            raise QueryError("candidates must be >= 1, rrf_k >= 0 and alpha between 0 and 1")
+        check_settings(rrf_k, candidates, fusion, alpha)
         self.index = index
         self.encoder = encoder
         self.rrf_k, self.candidates, self.fusion, self.alpha = rrf_k, candidates, fusion, alpha
 
     def encode(self, query: str) -> np.ndarray:
-        if self.encoder is None:
-            raise QueryError("dense search needs an encoder; use mode 'bm25' or configure one")
-        return self.encoder.embed_batch([query])[0]
+        return encode_query(self.encoder, query)
 
     def hits(self, query: str, k: int, mode: str, filters: Filters | None, query_vector=None) -> list[Hit]:
         """The merged top ``k``: every shard's candidates, fused as one index fuses them."""
-        check_query(query, mode, k)
+        mode = check_query(query, k, mode)
         qvec = query_vector
-        if qvec is None and self.encoder is not None and mode in ("hybrid", "dense"):
-            qvec = self.encode(query)
         if qvec is None and mode in ("hybrid", "dense"):
-            raise QueryError("dense search needs an encoder; use mode 'bm25' or configure one")
+            qvec = self.encode(query)  # refused without an encoder
         view = self.index
         # The pool is sized as one index sizes it: by all rows, or all rows that pass the filters.
         sizes = every(view.shards, "size", view.build, filters) if filters else view.shard_sizes
@@ -322,23 +315,15 @@ class ShardedAnswerService(AnswerService):
         raise QueryError("fitting answerability reads one index; build the index with one shard (--shards 1) to fit")
 
 
-def open_sharded_service(settings, encoder, config: AnswerConfig, shards: ShardSet | None = None) -> ShardedAnswerService:
-    """The answer service over the sharded build the index link names; its shards in this process unless given."""
+def open_sharded_retriever(settings, encoder, shards: ShardSet | None = None) -> ShardedRetriever:
+    """The retriever over the sharded build the index link names; its shards in this process unless given."""
     build_dir = Path(settings.index_dir).resolve()
     if shards is None:
         shards = LocalShards.of(len(read_sharded_manifest(build_dir)["shards"]))
     view = ShardedView(build_dir, shards, encoder)
-    retriever = ShardedRetriever(view, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha)
-    return ShardedAnswerService(retriever, config)
+    return ShardedRetriever(view, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha)
 
 
-def sharded_search(settings, encoder, query: str, k: int, mode: str, filters: Filters) -> list[SearchResult]:
-    """``rag search`` over a sharded build in this process (the shards memory-mapped)."""
-    from rag.retrieve import filter_values
-
-    view = ShardedView(Path(settings.index_dir).resolve(), LocalShards.of(len(read_sharded_manifest(Path(settings.index_dir).resolve())["shards"])), encoder)
-    retriever = ShardedRetriever(view, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha)
-    if filters and not len(view.rows_matching(filters.articles, filters.categories, filters.tags, filters.languages)):
-        values = filter_values(view.articles)
-        raise QueryError(f"no document matches the filters; the articles that exist are: {', '.join(values['article'][:15])}")
-    return retriever.search(query, k=k, mode=mode, filters=filters)
+def open_sharded_service(settings, encoder, config: AnswerConfig, shards: ShardSet | None = None) -> ShardedAnswerService:
+    """The answer service over the sharded build the index link names; its shards in this process unless given."""
+    return ShardedAnswerService(open_sharded_retriever(settings, encoder, shards), config)

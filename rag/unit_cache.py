@@ -14,7 +14,7 @@ import numpy as np
 
 from rag.answerability import Evidence, defined_acronyms
 from rag.candidates import Candidate
-from rag.lexical import analyze
+from rag.lexical import analyze, term_names
 from rag.question import content_words
 from rag.retrieve import SearchResult
 
@@ -158,9 +158,5 @@ class UnitCache:
         index = self.index
         names = getattr(index, "_term_names", None)
         if names is None:
-            vocabulary = index.lexical.vocabulary()
-            names = [""] * (max(vocabulary.values(), default=-1) + 1)
-            for term, i in vocabulary.items():
-                names[i] = term
-            index._term_names = names
+            names = index._term_names = term_names(index.lexical.vocabulary())
         return frozenset(names[int(i)] for i in ids)

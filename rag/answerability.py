@@ -371,7 +371,8 @@ def _message(question: QuestionAnalysis, reason: str, missing: Sequence[str], me
         m = _CLAUSE_RE.match(question.question)
         # "how many states are parties" reads as a clause; "when did Japan launch" does not, so say just "when"
         inverted = m and _DO_SUPPORT.search(m.group(1)) and not re.match(r"^\s*(?:how\s+(?:many|much)\s+[\w\s-]+?|who)\s+(?:is|are|was|were|has|have|had)\b", m.group(1), re.I)
-        clause = m.group(1) if m and not inverted else _WH_CLAUSE[what]
+        asked = "how much" if what == QUANTITY and re.match(r"\s*how\s+much\b", question.question, re.I) else _WH_CLAUSE[what]
+        clause = m.group(1) if m and not inverted else asked
         clause = clause[:1].lower() + clause[1:]
         return f"{subject} do not say {clause}."
     if what == YESNO:

@@ -133,6 +133,11 @@ def test_messages_read_as_sentences():
     assert message(q, "not_answered", ("astronauts",), ("ISS",)) == (
         "The articles mention the ISS but do not say how many astronauts have lived aboard the ISS."
     )
+    # a "how much" question that reads inverted is told "how much", not "how many"
+    q = analyze_question("How much did the Rescue Agreement cost to negotiate?")
+    assert message(q, "not_answered", ("cost",), ("Rescue Agreement",)) == (
+        "The articles mention Rescue Agreement but do not say how much."
+    )
     q = analyze_question("Which court settles disputes under the Outer Space Treaty?")
     assert message(q, "partial", ("court", "disputes"), ()) == "The quoted passages do not mention “court” or “disputes”."
     assert message(q, "not_mentioned", ("court",), ()) == "The articles do not mention “court”."

@@ -1,6 +1,8 @@
 # Two entry points: `make run` serves the API and widget, `make test` runs the whole suite.
-# Both create .venv on first use and reinstall only when pyproject.toml changes; `make test` installs
-# the test and ray extras (the Ray tests start and stop a local cluster themselves).
+# Both install from the committed lock (uv.lock) with uv, itself installed pinned from the package
+# registry into .tools/; nothing is resolved at install time. They reinstall only when pyproject.toml or
+# uv.lock changes. `make test` installs the test and ray extras (the Ray tests start and stop a local
+# cluster themselves). `make lock` refreshes the lock after a change to pyproject.toml.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -10,23 +12,34 @@ TEST_STAMP := $(VENV)/.installed-test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# The lock tool: one pinned release, in a venv of its own so that syncing .venv never removes it.
+UV_VERSION := 0.13.10
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# uv installs into $(VENV), never downloads a Python, and reads nothing but the lock.
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
 
-.PHONY: run test index browser clean
+.PHONY: run test index browser lock lock-check clean
 
-$(BIN)/python:
+$(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e .
+# --frozen: install exactly what uv.lock says, without resolving; `make lock-check` tells whether the
+# lock still matches pyproject.toml. `make run` keeps packages it did not install (--inexact), so a
+# test environment stays whole; `make test` syncs exactly.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet --inexact --python $(PYTHON)
 	@touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+$(TEST_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet --extra test --extra ray --python $(PYTHON)
 	@touch $(STAMP) $@
 
 index: $(STAMP)
@@ -41,5 +54,13 @@ browser:
 test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest
 
+# Resolve pyproject.toml again and rewrite uv.lock (the only step that resolves).
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Fails with one line when uv.lock no longer matches pyproject.toml.
+lock-check: | $(UV)
+	@$(UV) lock --check --quiet --python $(PYTHON) 2>/dev/null || { echo "error: uv.lock does not match pyproject.toml; run 'make lock' and commit uv.lock"; exit 1; }
+
 clean:
-	rm -rf $(VENV) .rag-index .rag-index.builds .rag-cache artifacts
+	rm -rf $(VENV) $(TOOLS) .rag-index .rag-index.builds .rag-cache artifacts

@@ -334,7 +334,7 @@ def mixed_retriever(tmp_path_factory, bundled_index):
 def ray_cluster():
     """A real local Ray cluster for the session (2 CPUs, a small object store, no dashboard, no usage
     stats), stopped at the end; yields its address for ``rag`` subprocesses to join."""
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: run make test, which installs it from the lock")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # address="local": always a fresh cluster of the session's own, even when a `ray start` cluster runs on this machine.
     ray.init(address="local", num_cpus=2, object_store_memory=200_000_000, include_dashboard=False, namespace="rag", log_to_driver=False)

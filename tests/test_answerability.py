@@ -120,10 +120,11 @@ def test_a_name_missing_from_every_passage_is_said_not_mentioned():
 def test_a_when_question_without_a_date_in_any_unit_is_not_answered():
     question = analyze_question("When was the Turkish Space Agency founded?")
     units = [evidence("The Turkish Space Agency aims to establish international partnerships.", 0.9)]
-    verdict = judge(question, units, {}, {}, AnswerabilityModel(threshold=0.0))
-    # even at threshold 0 a unit without the kind of answer asked for cannot answer
-    assert verdict.probabilities.tolist() == [0.0]
-    assert message(question, "not_answered", (), ("Turkish Space Agency",)) == (
+    verdict = judge(question, units, {}, {}, AnswerabilityModel())
+    # a close unit (its features alone give well over the threshold) without a date cannot answer "when"
+    assert not verdict.answerable and verdict.probabilities.tolist() == [0.0]
+    assert (verdict.reason, verdict.mentioned) == ("not_answered", ("Turkish Space Agency",))
+    assert message(question, verdict.reason, verdict.missing, verdict.mentioned) == (
         "The articles mention Turkish Space Agency but do not say when."
     )
 

@@ -24,15 +24,15 @@ MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def _sources() -> dict[str, Path]:
-    return {_module_name(p): p for package in LAYERS for p in sorted((ROOT / package).rglob("*.py"))}
+def _sources(root: Path = ROOT) -> dict[str, Path]:
+    return {_module_name(p, root): p for package in LAYERS for p in sorted((root / package).rglob("*.py"))}
 
 
 def _imports(name: str, path: Path, modules: set[str]) -> set[str]:
@@ -60,8 +60,8 @@ def _imports(name: str, path: Path, modules: set[str]) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
-    sources = _sources()
+def _graph(root: Path = ROOT) -> dict[str, set[str]]:
+    sources = _sources(root)
     modules = set(sources)
     return {name: _imports(name, path, modules) for name, path in sources.items()}
 
@@ -109,14 +109,38 @@ def test_the_graph_sees_the_imports_it_must_see():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_packages_import_downward_only():
-    graph = _graph()
-    wrong = sorted(
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a package its layer does not allow, as "source -> target"."""
+    return sorted(
         f"{source} -> {target}"
         for source, targets in graph.items()
         for target in targets
         if (top := target.split(".")[0]) != (home := source.split(".")[0]) and top not in LAYERS[home]
     )
+
+
+def test_the_checks_report_an_upward_import_and_a_cycle_in_a_small_tree(tmp_path):
+    """The checks on a tree that breaks each rule once: both breaks are reported, the allowed import is not."""
+    files = {
+        "core/__init__.py": "",
+        "core/util.py": "from rag.answer import answer\n",  # upward: core may import nothing
+        "embeddings/__init__.py": "",
+        "embeddings/model.py": "from core import util\n",  # downward: allowed
+        "rag/__init__.py": "",
+        "rag/answer.py": "def answer(): ...\n",
+        "rag/a.py": "import rag.b\n",
+        "rag/b.py": "def f():\n    from . import a\n",  # a cycle closed inside a function
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    graph = _graph(tmp_path)
+    assert _upward(graph) == ["core.util -> rag.answer"]
+    assert _cycles(graph) == [["rag.a", "rag.b"]]
+
+
+def test_packages_import_downward_only():
+    wrong = _upward(_graph())
     assert wrong == [], "imports against the layers (README, Layout):\n" + "\n".join(wrong)
 
 

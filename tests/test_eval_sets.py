@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eval.qa import load_question_set
 from eval.sweep import FIT_SHARE, split_part
+from rag.lexical import analyze
 
 DATA = Path(__file__).resolve().parents[1] / "eval" / "data"
 TUNING_SETS = ("qa.jsonl", "heldout.jsonl", "fit.jsonl")
@@ -100,9 +101,38 @@ def test_fresh_heldout_gold_sections_exist_and_hold_the_answer_keys():
             assert len(item.gold_sections) >= 2, item.id
 
 
+#: Word overlap at which two questions count as one reworded. The closest pair between the fresh set and the
+#: others is at 0.83 and is two different questions ("What was the budget of the Apollo-Soyuz Test Project?",
+#: "What was the Apollo-Soyuz Test Project?"): one added word changes a question, so word overlap can flag no
+#: lower than that. 0.85 flags rewordings that reorder, inflect or add stop words (see the test below).
+PARAPHRASE_OVERLAP = 0.85
+
+
+def overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two questions' words as the index sees them (case-folded, stop words out, stemmed)."""
+    x, y = set(analyze(a)), set(analyze(b))
+    return len(x & y) / len(x | y) if x | y else 1.0
+
+
+def repeats(questions, others) -> list[str]:
+    """Pairs of ``questions`` and ``others`` close enough in wording to be one question asked twice."""
+    scored = ((q, o, overlap(q.question, o.question)) for q in questions for o in others)
+    return [f"{q.id} ~ {o.id} ({score:.2f})" for q, o, score in scored if score >= PARAPHRASE_OVERLAP]
+
+
+def test_a_reworded_question_is_a_repeat_and_another_question_is_not():
+    from eval.qa import QAItem
+
+    asked = [QAItem("a", "Which states were the first to sign the Artemis Accords?", "factoid", True)]
+    reworded = QAItem("b", "Which states signed the Artemis Accords first?", "paraphrase", True)
+    other = QAItem("c", "Which states signed the Outer Space Treaty first?", "factoid", True)
+    assert repeats([reworded, other], asked) == ["b ~ a (0.86)"]
+
+
 def test_fresh_heldout_shares_nothing_with_the_other_sets():
     fresh = load_question_set(FRESH)
     others = [i for p in sorted(DATA.glob("*.jsonl")) if p != FRESH for i in load_question_set(p)]
     assert not {i.id for i in fresh} & {i.id for i in others}
     norm = lambda q: " ".join(q.casefold().split())  # noqa: E731
     assert not {norm(i.question) for i in fresh} & {norm(i.question) for i in others}
+    assert repeats(fresh, others) == [], "questions of the fresh set that reword another set's"

@@ -219,13 +219,27 @@ def test_index_built_with_another_model_is_refused_naming_both(other_model, tmp_
 
 
 def test_onnx_export_of_another_model_is_not_reused(other_model, tmp_path):
-    from embeddings.onnx import EXPORT_META, export_dir, quant_recipe, read_export
+    """A complete, undamaged export is taken for its own model only: the fingerprint alone tells them apart."""
+    from core.files import file_table
+    from embeddings.minilm import model_fingerprint, model_path
+    from embeddings.onnx import EXPORT_META, EXPORT_VERSION, FP32_FILE, export_dir, quant_recipe, read_export
 
-    recipe = quant_recipe()
-    folder = export_dir(tmp_path, "tuned-abc")
-    folder.mkdir(parents=True)
-    (folder / EXPORT_META).write_text(json.dumps({"export_version": 3, "model_fingerprint": "abc", "int8_file": recipe.file_name}))
-    assert read_export(folder, recipe, fingerprint="def") is None
+    recipe, tuned, bundled = quant_recipe(), model_fingerprint(other_model), model_fingerprint(model_path())
+    folder = export_dir(tmp_path, f"tuned-{tuned[:16]}")
+    (folder / "onnx").mkdir(parents=True)
+    for name in (FP32_FILE, recipe.file_name):
+        (folder / name).write_bytes(b"weights of " + name.encode())
+    meta = {
+        "export_version": EXPORT_VERSION,
+        "model_fingerprint": tuned,
+        "int8_file": recipe.file_name,
+        "quantization": {"reduce_range": recipe.reduce_range, "fp32_after_gelu": recipe.keep_after_gelu},
+        "files": file_table(folder),
+    }
+    (folder / EXPORT_META).write_text(json.dumps(meta))
+    assert tuned != bundled
+    assert read_export(folder, recipe, fingerprint=tuned) == meta
+    assert read_export(folder, recipe, fingerprint=bundled) is None
 
 
 def test_model_path_that_is_not_a_model_is_one_line(rag_cli, tmp_path):
@@ -298,7 +312,8 @@ def test_tiny_tuning_writes_a_model_with_its_card_and_indexes_refuse_other_model
 
     meta = json.loads((output / "rag-tune.json").read_text())
     assert meta["fingerprint"] == model_fingerprint(output) != meta["base_fingerprint"]
-    assert meta["sizes"] == {"train_questions": 5, "pairs": 6, "validation_questions": 2, "validation_pool": meta["sizes"]["validation_pool"]}
+    # Validation holds out q4 and q6: the pool is their relevant passages (moon, aard, ants); BM25's best add none.
+    assert meta["sizes"] == {"train_questions": 5, "pairs": 6, "validation_questions": 2, "validation_pool": 3}
     assert set(meta["validation"]["base"]) == set(meta["validation"]["tuned"]) == {"hybrid_ndcg@10", "dense_ndcg@10"}
     assert meta["validation"]["alpha"] in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     sweep = meta["validation"]["alpha_sweep"]

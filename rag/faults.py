@@ -3,7 +3,9 @@
 ``RAG_FAULT_PAUSE="stage:seconds"`` makes :func:`checkpoint` sleep when it reaches ``stage``
 (and announce it on stderr). ``RAG_FAULT_GATE="stage:path"`` makes it wait at ``stage`` until the
 file ``path`` exists (at most a minute), so a test decides exactly when the operation goes on.
-Unset, a checkpoint costs two dictionary lookups.
+Each call that starts waiting there first appends a line ``stage pid`` to the marker file
+``path + ".waiting"`` (never removed by the gate), so a test can wait until a call has reached
+the gate instead of guessing how long that takes. Unset, a checkpoint costs two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 
 GATE_LIMIT_S = 60.0  # a forgotten gate delays the operation, it never hangs it
+WAITING_SUFFIX = ".waiting"  # the gate's marker file: path + WAITING_SUFFIX, a line per call that waits
 
 
 def checkpoint(stage: str) -> None:
@@ -26,6 +29,8 @@ def checkpoint(stage: str) -> None:
     if gate:
         name, _, path = gate.partition(":")
         if name == stage and path and not os.path.exists(path):
+            with open(path + WAITING_SUFFIX, "a", encoding="utf-8") as marker:
+                marker.write(f"{stage} {os.getpid()}\n")
             print(f"rag: waiting at {stage}", file=sys.stderr, flush=True)
             deadline = time.monotonic() + GATE_LIMIT_S
             while not os.path.exists(path) and time.monotonic() < deadline:

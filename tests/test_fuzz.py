@@ -18,6 +18,8 @@ from rag.index import load_index
 from rag.service import open_answer_service
 from rag.settings import load_settings
 
+pytestmark = pytest.mark.model
+
 EXAMPLES_PER_OPERATION = 50
 
 

@@ -9,7 +9,6 @@ shard replica.
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -154,11 +153,14 @@ def test_a_call_in_flight_on_a_dying_shard_replica_is_sent_again(sharded_app):
     question = {"question": "Who is liable for damage caused by space objects?"}
     want = _comparable(httpx.post(url + "/ask", json=question, timeout=60).json())
     doomed = wait_until(lambda: len(r := [n for n in _shard_replicas(ray) if "Shard000" in n]) == 2 and r, 60, "two replicas of shard 0")
+    waiting = gate.with_name(gate.name + ".waiting")  # a line per call waiting at the gate (rag/faults.py)
+    waiting.unlink(missing_ok=True)
     gate.unlink()  # evidence calls now wait in the shard replicas
     try:
         with ThreadPoolExecutor(1) as pool:
             asked = pool.submit(httpx.post, url + "/ask", json=question, timeout=180)
-            time.sleep(3)  # the question has reached the gate: its evidence call waits on a replica of shard 0
+            # The question asks every shard for evidence: both calls, one on a replica of shard 0, wait at the gate.
+            wait_until(lambda: waiting.exists() and len(waiting.read_text().splitlines()) >= 2, 120, "both evidence calls at the gate")
             assert not asked.done()
             for name in doomed:
                 ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)

@@ -28,6 +28,8 @@ from rag.settings import Settings
 from rag.sharded_service import LocalShards, ShardedAnswerService, ShardedView
 from core.errors import IndexFormatError
 
+pytestmark = pytest.mark.model
+
 REPO = DEFAULT_CORPUS_DIR.parent.parent
 SPACELAW = REPO / "eval" / "data" / "spacelaw"
 
@@ -106,9 +108,20 @@ def test_sharded_view_reads_as_the_index(services):
         assert view.chunk(chunk.id) == chunk
         assert view.neighbours(chunk.id) == index.neighbours(chunk.id)
     assert view.chunk("no-such-passage") is None and view.neighbours("no-such-passage") == (None, None)
-    for filters in ({"article": ["nope"]}, {"language": ["xx"]}, {"article": ["outer-space-treaty"]}):
+    slugs = (
+        "'artemis-accords', 'liability-convention', 'moon-agreement', 'outer-space-treaty', "
+        "'registration-convention', 'rescue-agreement', 'space-diplomacy'"
+    )
+    no_xx = "no document matches the filter language 'xx'; the values that exist are: 'en'"
+    for filters, want in (
+        ({"article": ["nope"]}, f"no document matches the filter article 'nope'; the values that exist are: {slugs}"),
+        ({"language": ["xx"]}, no_xx),
+        ({"article": ["outer-space-treaty"], "language": ["xx"]}, no_xx),  # the real article matches: only the language is named
+        ({"article": ["outer-space-treaty"]}, None),
+        ({"article": ["outer-space-treaty"], "language": ["en"]}, None),
+    ):
         parsed = Filters.from_mapping(filters)
-        assert unmatched_filters(view, parsed) == unmatched_filters(index, parsed)
+        assert unmatched_filters(view, parsed) == unmatched_filters(index, parsed) == want, filters
 
 
 def test_open_service_serves_a_sharded_build_and_refuses_a_broken_one(builds, real_encoder, tmp_path):

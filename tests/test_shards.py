@@ -19,7 +19,7 @@ from embeddings import HashingEncoder
 from rag.index import build_index, lexical_text, load_index, read_manifest, verify_files
 from rag.lexical import analyze
 from rag.retrieve import Filters, Retriever
-from rag.index.shard_build import build_sharded
+from rag.index.shard_build import Steps, build_sharded
 from rag.sharded_service import LocalShards, ShardedRetriever, ShardedView
 from rag.index.shards import CorpusStats, is_sharded, lexical_with_stats, load_sharded, partition, shard_of
 from core.errors import IndexFormatError
@@ -200,14 +200,23 @@ def test_one_shard_writes_todays_format(tmp_path, articles, single):
         np.testing.assert_allclose(one.lexical.scores(query), single.lexical.scores(query), rtol=1e-6)
 
 
+class StepFailed(Exception):
+    """Raised by a build step part-way through a build."""
+
+
 def test_sharded_rebuild_reuses_chunks_and_keeps_the_previous_build_on_failure(tmp_path, articles):
     where = tmp_path / "index"
     first = build_sharded(articles, where, HashingEncoder(), shards=2)
+
+    def fail() -> None:
+        raise StepFailed("after embedding, before the shards are written")
+
+    # Chunked and embedded under the build lock, then failed: the previous build is still the one served.
+    with pytest.raises(StepFailed):
+        build_sharded(articles, where, HashingEncoder(), shards=2, steps=Steps(before_shards=fail))
+    assert load_sharded(where).build_id == first.build_id
     second = build_sharded(articles, where, HashingEncoder(), shards=2)
     assert second.reused_chunking == len(articles) and second.chunks == first.chunks
-    assert load_sharded(where).build_id == second.build_id
-    with pytest.raises(Exception):
-        build_sharded(articles, where, HashingEncoder(), shards=0)
     assert load_sharded(where).build_id == second.build_id
 
 
@@ -243,8 +252,10 @@ def test_cli_sharded_index_search_and_ask_without_ray(tmp_path, small_corpus):
             p.update({k: round(p[k], 4) for k in ("score", "dense_score", "bm25_score") if p[k] is not None})
     assert answer == single and answer["passages"][0]["article"] == "aardvarks"
     # A command that needs one index says so in one line, not with a traceback.
-    fit = subprocess.run([str(RAG_BIN), "eval", "fit-answerability", "--fit", "x.jsonl", "--index-dir", str(tmp_path / "index")], env=env, capture_output=True, text=True, timeout=300)
+    fit_set = DEFAULT_CORPUS_DIR.parent.parent / "eval" / "data" / "fit.jsonl"
+    fit = subprocess.run([str(RAG_BIN), "eval", "fit-answerability", "--fit", str(fit_set), "--index-dir", str(tmp_path / "index")], env=env, capture_output=True, text=True, timeout=300)
     assert fit.returncode != 0 and "Traceback" not in fit.stderr, fit.stderr
+    assert "a sharded index of 2 shards" in fit.stderr and "this needs an index built with --shards 1" in fit.stderr, fit.stderr
 
 
 def test_rag_add_keeps_a_sharded_build_sharded(tmp_path, small_corpus):

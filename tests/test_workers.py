@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import EXTRA_ARTICLE
+from conftest import EXTRA_ARTICLE, wait_until
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
 from eval.live_server import LiveServer
 
@@ -49,6 +49,11 @@ def builds_by_worker(url: str, want: int, until, timeout: float) -> dict[int, st
     return seen
 
 
+def cites_dirigibles(response: httpx.Response) -> bool:
+    """Whether an answer's passages include the article only the second build holds."""
+    return any(p["title"] == "Dirigibles" for p in response.json()["passages"])
+
+
 def test_sighup_reloads_every_worker_and_no_question_fails(tmp_path, bundled_index):
     corpus = tmp_path / "corpus"
     shutil.copytree(DEFAULT_CORPUS_DIR, corpus)
@@ -62,12 +67,19 @@ def test_sighup_reloads_every_worker_and_no_question_fails(tmp_path, bundled_ind
     server = LiveServer(env, args=["--workers", "2"]).launch(tmp_path / "server.log")
     stop = threading.Event()
     outcomes: list[str] = []
+    # What is asked, and what a right answer holds: the old article's fact, then (once every worker
+    # serves the new build) something only the new build holds.
+    asking = [("When was NASA established?", lambda response: "1958" in response.text, False)]
+    on_new_build: list[str] = []
 
     def ask_questions() -> None:
         while not stop.is_set():
+            question, right, new = asking[-1]
             try:  # a fresh connection each time, so the questions reach both workers
-                response = httpx.post(f"{server.url}/ask", json={"question": "When was NASA established?"}, timeout=60)
-                outcomes.append("ok" if response.status_code == 200 and "1958" in response.text else response.text[:200])
+                response = httpx.post(f"{server.url}/ask", json={"question": question}, timeout=60)
+                outcomes.append("ok" if response.status_code == 200 and right(response) else response.text[:200])
+                if new:
+                    on_new_build.append(outcomes[-1])
             except httpx.HTTPError as exc:
                 outcomes.append(f"{type(exc).__name__}: {exc}")
 
@@ -83,7 +95,8 @@ def test_sighup_reloads_every_worker_and_no_question_fails(tmp_path, bundled_ind
         after = builds_by_worker(
             server.url, 2, lambda seen: all(seen.get(pid) == second.build_id for pid in workers), timeout=120
         )
-        time.sleep(1)  # a few more questions on the new build
+        asking.append(("What is a dirigible?", cites_dirigibles, True))
+        wait_until(lambda: len(on_new_build) >= 5, 120, "questions answered from the new build")
         stop.set()
         asker.join(timeout=120)
 

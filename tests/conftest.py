@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import NamedTuple  # noqa: E402
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from corpus import DEFAULT_CORPUS_DIR, Article, load_corpus, parse_file  # noqa: E402
@@ -52,6 +53,22 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, inter
 
 
 # ------------------------------------------------------------------------------------ articles
+
+
+def builds_by_worker(url: str, want: int, until, timeout: float) -> dict[int, str]:
+    """Ask /ready on fresh connections (so both workers are reached) until ``until(seen)`` holds."""
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/ready", timeout=5)
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 200:
+            body = response.json()
+            seen[body["pid"]] = body["build_id"]
+        if len(seen) >= want and until(seen):
+            return seen
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import EXTRA_ARTICLE, wait_until
+from conftest import EXTRA_ARTICLE, builds_by_worker, wait_until
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
 from eval.live_server import LiveServer
 
@@ -31,20 +31,6 @@ def build(corpus: Path, index_dir: Path, encoder, cache_path: Path):
         cache.close()
 
 
-def builds_by_worker(url: str, want: int, until, timeout: float) -> dict[int, str]:
-    """Ask /ready on fresh connections (so both workers are reached) until ``until(seen)`` holds."""
-    seen: dict[int, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{url}/ready", timeout=5)
-        except httpx.HTTPError:
-            response = None
-        if response is not None and response.status_code == 200:
-            body = response.json()
-            seen[body["pid"]] = body["build_id"]
-        if len(seen) >= want and until(seen):
-            return seen
         time.sleep(0.05)
     return seen
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import build_fake_index, rag_env
+from conftest import build_fake_index, builds_by_worker, rag_env
 from corpus import DEFAULT_CORPUS_DIR
 from eval.live_server import LiveServer
 from rag.settings import WORKER_BYTES, auto_workers, load_settings, worker_count
@@ -52,6 +52,8 @@ def test_metrics_sum_over_workers(tmp_path):
     live.started = lambda: live.log().count("Application startup complete") >= 2
     live.start(tmp_path / "server.log", timeout=120)
     try:
+        # each worker loads on its own after startup: ask only once both say they are ready
+        assert len(builds_by_worker(live.url, 2, lambda seen: True, timeout=120)) == 2
         n = 60
 
         def one(i: int) -> int:  # a connection each, so that both workers take requests

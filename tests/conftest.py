@@ -240,6 +240,26 @@ def bundled_index_dir(bundled_index) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_server(tmp_path_factory, bundled_index_dir):
+    """One real ``rag serve`` (the bundled model, one worker, no rate limit) over the bundled index for the
+    whole session: the HTTP, OpenAI-client and harness tests ask it what a client would, and none of them
+    changes its state, so they share its start (a model load) instead of paying for one each."""
+    from eval.live_server import LiveServer
+
+    tmp = tmp_path_factory.mktemp("model-server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_INDEX_DIR=str(bundled_index_dir), RAG_CACHE_DIR=str(tmp / "cache"), RAG_RATE_LIMIT="",
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    )
+    live = LiveServer(env).start(tmp / "server.log", timeout=300)
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory) -> Path:
     """A cache folder with the real ONNX export of the model (about a minute, once per session),
     shared by the tests that need the ONNX files: the backends and the torch-free question path."""

@@ -52,13 +52,8 @@ def server_env(tmp: Path, index_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundled_index_dir):
-    tmp = tmp_path_factory.mktemp("server")
-    live = LiveServer(server_env(tmp, bundled_index_dir)).start(tmp / "server.log", timeout=300)
-    try:
-        yield live
-    finally:
-        live.stop()
+def server(model_server):
+    return model_server  # the session's real-model server (conftest)
 
 
 def test_eight_concurrent_clients_get_their_own_correct_answers(server):

@@ -123,10 +123,8 @@ def test_eval_qa_against_an_unreachable_server(rag_cli):
 
 @pytest.mark.model
 @pytest.mark.slow
-def test_eval_qa_against_a_live_server(bundled_index, tmp_path):
+def test_eval_qa_against_a_live_server(model_server, bundled_index, tmp_path):
     """The real model behind a real `rag serve`, asked over HTTP as a user of the harness would."""
-    from eval.live_server import LiveServer
-
     by_id = {json.loads(line)["id"]: json.loads(line) for line in DEFAULT_QUESTIONS.read_text().splitlines() if line.strip()}
     chosen = [by_id[q] for q in ("qa-020", "qa-021", "qa-022", "qa-075")]
     questions = write_questions(tmp_path / "q.jsonl", chosen)
@@ -139,12 +137,9 @@ def test_eval_qa_against_a_live_server(bundled_index, tmp_path):
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
     )
-    server = LiveServer(env).start(tmp_path / "server.log")
-    try:
-        out = tmp_path / "qa.json"
-        result = run_rag(["eval", "qa", str(questions), "--url", server.url, "--out", str(out)], env, cwd=tmp_path, timeout=300)
-    finally:
-        server.stop()
+    server = model_server
+    out = tmp_path / "qa.json"
+    result = run_rag(["eval", "qa", str(questions), "--url", server.url, "--out", str(out)], env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["target"].startswith(f"server {server.url}")

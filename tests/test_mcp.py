@@ -41,19 +41,46 @@ def real_env(bundled_index_dir, onnx_cache) -> dict[str, str]:
     return env
 
 
+async def agent_steps(session: ClientSession):
+    """What an agent does: list the tools, ask, read the cited passage, search."""
+    tools = {t.name: t for t in (await session.list_tools()).tools}
+    answer = await session.call_tool("ask", {"question": QUESTION, "top_k": 3})
+    passage_id = answer.structured_content["citations"][0]["passage_id"]
+    passage = await session.read_resource(f"passage://{passage_id}")
+    found = await session.call_tool("search", {"query": "Outer Space Treaty", "k": 2})
+    templates = (await session.list_resource_templates()).resource_templates
+    return tools, answer, passage, found, templates
+
+
+async def bad_input_steps(session: ClientSession):
+    """Bad input, then an off-topic question, then a missing passage: errors, not a dead server."""
+    empty = await session.call_tool("ask", {"question": "   "})
+    too_many = await session.call_tool("search", {"query": "Moon", "k": 500})
+    off_topic = await session.call_tool("ask", {"question": "Who won the 2018 World Cup?"})
+    try:
+        await session.read_resource("passage://no-such-passage")
+        missing = None
+    except Exception as exc:  # the SDK raises the server's protocol error
+        missing = str(exc)
+    return empty, too_many, off_topic, missing
+
+
+@pytest.fixture(scope="module")
+def real_session(real_env):
+    """One ``rag mcp`` over stdio with the real model for both scenarios (one model load, not two):
+    the bad input comes first, so the agent's scenario also shows the server kept serving after it."""
+
+    async def steps(session: ClientSession):
+        bad = await bad_input_steps(session)
+        return bad, await agent_steps(session)
+
+    return run_session(real_env, steps)
+
+
 @pytest.mark.model
 @pytest.mark.slow
-def test_an_agent_lists_the_tools_asks_and_reads_the_cited_passage(real_env):
-    async def steps(session: ClientSession):
-        tools = {t.name: t for t in (await session.list_tools()).tools}
-        answer = await session.call_tool("ask", {"question": QUESTION, "top_k": 3})
-        passage_id = answer.structured_content["citations"][0]["passage_id"]
-        passage = await session.read_resource(f"passage://{passage_id}")
-        found = await session.call_tool("search", {"query": "Outer Space Treaty", "k": 2})
-        templates = (await session.list_resource_templates()).resource_templates
-        return tools, answer, passage, found, templates
-
-    tools, answer, passage, found, templates = run_session(real_env, steps)
+def test_an_agent_lists_the_tools_asks_and_reads_the_cited_passage(real_session):
+    tools, answer, passage, found, templates = real_session[1]
     assert set(tools) == {"ask", "search"}
     assert tools["ask"].input_schema["required"] == ["question"]
     assert tools["ask"].input_schema["properties"]["top_k"]["maximum"] == 50
@@ -76,23 +103,14 @@ def test_an_agent_lists_the_tools_asks_and_reads_the_cited_passage(real_env):
 
 @pytest.mark.model
 @pytest.mark.slow
-def test_bad_input_is_a_tool_error_and_the_server_keeps_serving(real_env):
-    async def steps(session: ClientSession):
-        empty = await session.call_tool("ask", {"question": "   "})
-        too_many = await session.call_tool("search", {"query": "Moon", "k": 500})
-        off_topic = await session.call_tool("ask", {"question": "Who won the 2018 World Cup?"})
-        try:
-            await session.read_resource("passage://no-such-passage")
-            missing = None
-        except Exception as exc:  # the SDK raises the server's protocol error
-            missing = str(exc)
-        return empty, too_many, off_topic, missing
-
-    empty, too_many, off_topic, missing = run_session(real_env, steps)
+def test_bad_input_is_a_tool_error_and_the_server_keeps_serving(real_session):
+    empty, too_many, off_topic, missing = real_session[0]
     assert empty.is_error and "empty" in empty.content[0].text
     assert too_many.is_error and "50" in too_many.content[0].text
     assert not off_topic.is_error and off_topic.structured_content["abstained"] and not off_topic.structured_content["citations"]
     assert missing and "no passage" in missing
+    # ... and it kept serving: the agent's scenario ran after this in the same session
+    assert not real_session[1][1].is_error
 
 
 def test_mcp_refuses_to_start_without_an_index_in_one_line(tmp_path):

@@ -87,13 +87,8 @@ def test_a_chat_without_a_usable_question_is_refused_with_a_reason(messages, nee
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundled_index_dir):
-    tmp = tmp_path_factory.mktemp("openai-server")
-    live = LiveServer(server_env(tmp, bundled_index_dir)).start(tmp / "server.log", timeout=300)
-    try:
-        yield live
-    finally:
-        live.stop()
+def server(model_server):
+    return model_server  # the session's real-model server (conftest)
 
 
 @pytest.fixture(scope="module")

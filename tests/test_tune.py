@@ -264,38 +264,49 @@ def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _start_tuning_paused(tmp: Path) -> tuple[subprocess.Popen, Path]:
+    """A tiny ``rag tune`` that pauses once everything is written, just before the publish."""
+    data, output = write_beir(tmp / "ds"), tmp / "models" / "tiny"
+    env = rag_env(tmp, RAG_ENCODER="minilm", RAG_FAULT_PAUSE="tune-written:600")  # long enough for the slower of the two runs
+    proc = subprocess.Popen(
+        [str(RAG_BIN), *tune_args(data, output)], env=env, cwd=tmp, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals
+    )
+    return proc, output
+
+
+def _wait_for_pause(proc: subprocess.Popen) -> None:
+    lines = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "paused at tune-written" in line or not line:
+            break
+    assert "paused at tune-written" in lines[-1], "".join(lines)[-2000:]
+
+
 @pytest.mark.model
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_tuning_leaves_no_model(tmp_path, signum):
-    data, output = write_beir(tmp_path / "ds"), tmp_path / "models" / "tiny"
-    env = rag_env(tmp_path, RAG_ENCODER="minilm", RAG_FAULT_PAUSE="tune-written:60")
-    proc = subprocess.Popen(
-        [str(RAG_BIN), *tune_args(data, output)],
-        env=env,
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_signals,
-    )
+def test_interrupted_tuning_leaves_no_model(tmp_path):
+    """Ctrl-C (SIGINT) and SIGTERM, each sent to its own tuning run paused after writing everything
+    beside the destination: exit 130 and nothing left behind. The two runs go side by side."""
+    runs = {signum: _start_tuning_paused(tmp_path / signum.name) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        lines = []
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            lines.append(line)
-            if "paused at tune-written" in line or not line:
-                break
-        assert "paused at tune-written" in lines[-1], "".join(lines)[-2000:]
-        # Everything is written, in a folder beside the destination; the destination does not exist yet.
-        assert not output.exists() and list(output.parent.glob(".tiny.tmp-*"))
-        proc.send_signal(signum)
-        assert proc.wait(timeout=120) == 130
+        for signum, (proc, output) in runs.items():
+            _wait_for_pause(proc)
+            # Everything is written, in a folder beside the destination; the destination does not exist yet.
+            assert not output.exists() and list(output.parent.glob(".tiny.tmp-*")), signum.name
+        for signum, (proc, _) in runs.items():
+            proc.send_signal(signum)
+        for signum, (proc, _) in runs.items():
+            assert proc.wait(timeout=120) == 130, signum.name
     finally:
-        proc.kill()
-        proc.wait()
-    assert not output.exists()
-    assert list(output.parent.iterdir()) == []  # nothing half-written left behind
+        for proc, _ in runs.values():
+            proc.kill()
+            proc.wait()
+    for signum, (_, output) in runs.items():
+        assert not output.exists(), signum.name
+        assert list(output.parent.iterdir()) == [], signum.name  # nothing half-written left behind
 
 
 @pytest.mark.model

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from eval.reader.cli import squad_command
+
 eval_app = typer.Typer(
     name="eval",
     help="Evaluate retrieval and answers: the QA set, BEIR benchmarks, comparisons, calibration.",
@@ -208,6 +210,10 @@ def calibrate_command(
     typer.echo(describe(cal))
     if out:
         write_json(out, {"kind": "calibration", "questions_file": str(path), "target": asker.target, **cal.to_dict()})
+
+
+# `rag eval squad` is defined with the reader's other command (eval/reader/cli.py).
+eval_app.command("squad")(squad_command)
 
 
 @eval_app.command("fit-answerability")

@@ -1,5 +1,5 @@
-"""The ``rag`` command line: index, add, documents, search, ask here; serve, mcp, eval, bench and tune
-registered by name (``rag.commands``) and imported from their own packages only when they run, so that
+"""The ``rag`` command line: index, add, documents, search, ask here; serve, mcp, eval, bench, tune and
+train-reader registered by name (``rag.commands``) and imported from their own packages only when they run, so that
 ``rag --help`` and ``rag search`` load neither the API nor the evaluation harness.
 
 Errors end a command with one line on stderr and a non-zero exit code, never a traceback

@@ -1,6 +1,6 @@
 """The commands of ``rag`` that live in the packages above this one: the service's interfaces (``serve``,
-``mcp``: api/) and the harness (``eval``, ``bench``, ``tune``: eval/). Each is registered here by name, with
-its one-line help, and imported only when it runs, so ``rag --help`` and ``rag search`` import neither.
+``mcp``: api/) and the harness (``eval``, ``bench``, ``tune``, ``train-reader``: eval/). Each is registered here
+by name, with its one-line help, and imported only when it runs, so ``rag --help`` and ``rag search`` import neither.
 
 This module names those packages as strings and never imports them itself; ``rag/cli.py`` builds the
 ``rag`` group on :class:`LazyGroup`.
@@ -44,6 +44,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     ),
     "tune": LazyCommand(
         "eval.tune.cli:tune_command", "Fine-tune the bundled encoder on labelled questions and write a model folder with a model card."
+    ),
+    "train-reader": LazyCommand(
+        "eval.reader.cli:train_reader_command",
+        "Train a reader (span head on the bundled encoder) on SQuAD 2.0 and export it as int8 ONNX with a model card.",
     ),
     "eval": LazyCommand(
         "eval.cli:eval_app", "Evaluate retrieval and answers: the QA set, BEIR benchmarks, comparisons, calibration."

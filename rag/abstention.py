@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from rag.answerability import Verdict, message
 from rag.lexical import STOPWORDS, analyze, fold
-from rag.question import QuestionAnalysis, plain_words
+from rag.question import QuestionAnalysis
+from rag.words import plain_words
 
 ABSTAIN_MESSAGE = "The corpus does not cover this question, so there is no cited answer to give."
 NEEDS_CONTEXT_MESSAGE = (

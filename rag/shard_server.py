@@ -32,7 +32,7 @@ from rag.filters import Filters
 from rag.index import Index
 from rag.index.shards import load_shard, read_sharded_manifest
 from rag.lexical import term_names
-from rag.question import content_words
+from rag.words import content_words
 from rag.shard_search import Candidates, shard_candidates
 
 #: Builds a shard replica holds at once: the one served and the one a reload stages or just left.

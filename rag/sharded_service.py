@@ -38,10 +38,11 @@ from rag.index.format import ARTICLES
 from rag.index.load import check_model
 from rag.index.shards import read_sharded_manifest
 from rag.lexical import analyze, idf
-from rag.question import analyze_question, content_words, plain_words, question_parts
+from rag.question import analyze_question, question_parts
 from rag.retrieve import SearchResult, check_query, check_settings, encode_query
 from rag.shard_search import Hit, merge
 from rag.shard_server import ShardEvidence, ShardServer, ShardSummary
+from rag.words import content_words, plain_words
 
 
 class ShardSet(Protocol):

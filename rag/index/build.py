@@ -57,7 +57,7 @@ from rag.index.reuse import (
     unit_terms,
 )
 from rag.lexical import BM25Params, LexicalIndex, analyze
-from rag.question import content_words
+from rag.words import content_words
 from rag.tokens import ENCODING_NAME
 
 

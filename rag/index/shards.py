@@ -39,7 +39,7 @@ from rag.index.format import ARTICLES, BM25_DIR, CHUNKS, CHUNK_TERMS, CHUNK_TERM
 from rag.index.load import Index, load_index
 from rag.index.reuse import unit_terms
 from rag.lexical import BM25Params, LexicalIndex, analyze
-from rag.question import content_words
+from rag.words import content_words
 
 SHARDED_FORMAT_VERSION = 3
 ROWS = "rows.npy"  # int64: each chunk's row in the unsharded (corpus) order

@@ -45,7 +45,7 @@ def _build(kind: str, settings, actors: int | None) -> dict:
     if kind == "local":
         report = index_corpus(settings, progress=False)
     else:
-        from rag.ray_build import index_with_ray
+        from rag.shards.ray_build import index_with_ray
 
         report = index_with_ray(settings, actors=actors, progress=False)
     seconds = time.perf_counter() - started
@@ -73,7 +73,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     from embeddings.onnx import ensure_export
-    from rag.ray_build import connect
+    from rag.shards.ray_build import connect
     from rag.settings import load_settings
 
     root = Path(tempfile.mkdtemp(prefix="rag-ray-bench-"))

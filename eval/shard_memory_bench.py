@@ -47,8 +47,8 @@ def probe(build: str, shard: int, questions: list[str]) -> dict:
     import faiss  # noqa: F401
 
     from rag.index import load_index
-    from rag.lexical import term_names
-    from rag.shard_server import ShardServer, _Build
+    from rag.text.lexical import term_names
+    from rag.shards.server import ShardServer, _Build
 
     encoder = HashingEncoder(dim=DIM)
     vectors = encoder.embed_batch(questions)

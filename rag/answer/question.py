@@ -2,7 +2,7 @@
 expects (a date, a quantity, an agent, a yes or no), its parts when it asks two things at once, and
 whether it leans on the question before it (a follow-up).
 
-Pure functions over text. Answerability (rag/answerability.py) holds the evidence against this.
+Pure functions over text. Answerability (rag/answer/answerability.py) holds the evidence against this.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.lexical import STOPWORDS, analyze, fold
-from rag.markers import strip_markers
-from rag.words import FUNCTION_WORDS, WORD_RE, plain_words
+from rag.text.lexical import STOPWORDS, analyze, fold
+from rag.answer.markers import strip_markers
+from rag.text.words import FUNCTION_WORDS, WORD_RE, plain_words
 
 # Words that frame a question without being what it asks about ("according to the article, ...").
 FRAME_WORDS = frozenset(
@@ -70,7 +70,7 @@ class Focus:
     """One thing the question is about: a name, a number or a content word, as written and as terms."""
 
     text: str  # as the question writes it ("Japan", "astronauts")
-    terms: tuple[str, ...]  # analysed terms (see rag.lexical.analyze)
+    terms: tuple[str, ...]  # analysed terms (see rag.text.lexical.analyze)
     kind: str  # "name", "number" or "word"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rag.lexical import STOPWORDS
+from rag.text.lexical import STOPWORDS
 
 #: A word as a question or a passage writes it (inner apostrophes, dots and hyphens kept).
 WORD_RE = re.compile(r"[\w'’.-]*\w", re.UNICODE)

@@ -1,6 +1,6 @@
 """Build throughput on Ray: one embedding actor, two actors, and the local build, in the same run.
 
-    python -m eval.ray_bench --data ../shared/datasets/scifact --docs 200 [--backend onnx] [--address ADDR]
+    python -m eval.bench.ray_build --data ../shared/datasets/scifact --docs 200 [--backend onnx] [--address ADDR]
 
 Each build starts from an empty embedding cache (the ONNX export is shared), so every chunk, answer
 unit and word is embedded. Printed: seconds, chunks/s and texts/s per build, the ratios the scale-out

@@ -23,7 +23,7 @@ from api.routes import admin, ask, chat, documents, health, metrics, passages, s
 from api.schemas import PASSAGE_ID_PATTERN, VISIBLE_PATTERN
 from api.state import AppState
 from rag import __version__
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 from core.errors import QueryError, RagError
 from rag.settings import Settings, load_settings
 

@@ -167,7 +167,7 @@ def stream_pieces(content: str) -> list[tuple[int, str]]:
 
 def usage(prompt: str, completion: str) -> dict:
     """Token counts (cl100k) of the question with its history and of the answer."""
-    from rag.tokens import count_tokens
+    from rag.text.tokens import count_tokens
 
     p, c = count_tokens(prompt), count_tokens(completion)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}

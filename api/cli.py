@@ -19,7 +19,7 @@ def index_is_current(settings) -> bool:
     from corpus.loader import corpus_fingerprint, load_corpus
     from rag.index.shards import read_sharded_manifest
     from rag.service import make_encoder
-    from rag.tokens import ENCODING_NAME
+    from rag.text.tokens import ENCODING_NAME
 
     try:
         manifest = read_sharded_manifest(settings.index_dir)

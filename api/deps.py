@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.state import AppState
 from api.security import PAGE_TOKEN_PREFIX, Principal
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 
 _bearer = HTTPBearer(auto_error=False, description="An API key, when the service is configured with keys.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")

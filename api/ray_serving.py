@@ -113,7 +113,7 @@ def start(settings: Settings):
 
 def run_on_ray(settings: Settings) -> None:
     """Start the app on the cluster at ``settings.ray_address`` (or a local one), serve until SIGINT/SIGTERM, then remove it."""
-    from rag.ray_build import connect
+    from rag.shards.ray_build import connect
 
     connect(settings.ray_address)
     stop, hangup, started = threading.Event(), threading.Event(), threading.Event()

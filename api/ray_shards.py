@@ -1,9 +1,9 @@
 """Sharded serving on Ray Serve: a deployment per shard, R replicas each, reached by the ingress's app.
 
-Each shard deployment wraps a :class:`rag.shard_server.ShardServer` (its replicas memory-map shard
+Each shard deployment wraps a :class:`rag.shards.server.ShardServer` (its replicas memory-map shard
 ``i`` of the build; no model). The ingress (api/ray_serving.py) runs the usual FastAPI app whose
 answer service reaches the shards through :class:`RayShards`: every call goes to all shards at once,
-and the ingress fuses and composes as one index would (rag/sharded_service.py).
+and the ingress fuses and composes as one index would (rag/shards/service.py).
 
 Reloads are two-phase like the ingress's: a shard replica follows the same coordinator's orders
 (api/ray_reload.py), opening the new build beside the old one on ``prepare``; a replica that cannot
@@ -50,7 +50,7 @@ def shard_deployments(settings: Settings, shards: int, replicas: int) -> list:
     @serve.deployment(num_replicas=replicas, ray_actor_options=options, max_ongoing_requests=64, health_check_period_s=2)
     class ShardReplica:
         def __init__(self, settings: Settings, number: int):
-            from rag.shard_server import ShardServer
+            from rag.shards.server import ShardServer
 
             self.settings, self.number = settings, number
             self.server = ShardServer(number)

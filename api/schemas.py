@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.filters import Filters, FilterValue  # noqa: F401  (the request schemas and routes use both)
-from rag.modes import Mode
+from rag.search.filters import Filters, FilterValue  # noqa: F401  (the request schemas and routes use both)
+from rag.search.modes import Mode
 from rag.payloads import (  # noqa: F401  (re-exported: the API's schema names them)
     MAX_QUESTION_CHARS,
     REASONS,
@@ -18,7 +18,7 @@ from rag.payloads import (  # noqa: F401  (re-exported: the API's schema names t
     SearchHit,
     clean_text,
 )
-from rag.retrieve import SearchResult
+from rag.search.retrieve import SearchResult
 
 MAX_TOP_K = 50
 MAX_HISTORY_ITEMS = 20

@@ -18,7 +18,7 @@ from fastapi import HTTPException
 
 from api.metrics import Metrics
 from api.security import KeyRing, PageTokens, RateLimiter
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 from rag.settings import Settings
 
 log = logging.getLogger("rag.api")

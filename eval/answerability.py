@@ -1,4 +1,4 @@
-"""Fit the answerability model (rag/answerability.py) on labelled questions and measure it on others.
+"""Fit the answerability model (rag/answer/answerability.py) on labelled questions and measure it on others.
 
 Every citable unit retrieved for a question gets the features the service computes at answer time.
 Units of answerable questions that state the answer (they contain an alternative of the answer key,
@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from eval.qa import QAItem
-from rag.answerability import AnswerabilityModel, unit_probabilities
-from rag.question import analyze_question
+from rag.answer.answerability import AnswerabilityModel, unit_probabilities
+from rag.answer.question import analyze_question
 
 
 @dataclass

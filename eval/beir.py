@@ -190,7 +190,7 @@ def _unindexed_relevant(dataset: BeirDataset, index) -> str | None:
 
 def _checked_dataset(root, split: str, mode: str, depth: int, skip_unknown_queries: bool, qrels_file, log) -> BeirDataset:
     """The dataset to score, after the arguments that cannot work are refused with a message."""
-    from rag.retrieve import MODES
+    from rag.search.retrieve import MODES
 
     if mode not in MODES:
         raise EvalDataError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -220,7 +220,7 @@ def run_beir(
 ) -> BeirResult:
     """Index, retrieve, write the run file and score it; the figures are computed from the file as written."""
     from eval.metrics import ir_scores
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
     from rag.service import make_encoder
 
     dataset = _checked_dataset(root, split, mode, depth, skip_unknown_queries, qrels_file, log)

@@ -52,7 +52,7 @@ def _questions_path(argument: Path | None, option: Path | None) -> Path:
 
 
 def _check_mode(mode: str) -> None:
-    from rag.modes import MODES
+    from rag.search.modes import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
@@ -232,7 +232,7 @@ def fit_answerability_command(
     k: TopKOpt = 5,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the fitted model and figures as JSON too.")] = None,
 ) -> None:
-    """Fit the answerability weights and threshold (rag/answerability.py) and report them on a held-apart set."""
+    """Fit the answerability weights and threshold (rag/answer/answerability.py) and report them on a held-apart set."""
     from dataclasses import asdict
 
     from eval import answerability as fa

@@ -24,7 +24,7 @@ from pathlib import Path
 from eval import metrics as m
 from eval.askers import Asker
 from eval.errors import EvalDataError
-from rag.chunking import BREADCRUMB_SEPARATOR
+from rag.text.chunking import BREADCRUMB_SEPARATOR
 
 #: The question set that ships with the product (the default of ``rag eval qa``).
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "data" / "qa.jsonl"
@@ -264,7 +264,7 @@ def names_missing(expected: Sequence[str], message: str, mentioned: Sequence[str
     """Whether an abstention message names what an annotation says is missing: one of the annotation's
     words (as BM25 terms, so "founding" meets "founded") that the message does not call mentioned, or its
     kind of fact ("number of ..." and "how many")."""
-    from rag.lexical import analyze
+    from rag.text.lexical import analyze
 
     said = set(analyze(message))
     known = {t for m in mentioned for t in analyze(m)}

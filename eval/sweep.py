@@ -2,7 +2,7 @@
 
 A benchmark script, not a test: it prints tables. Retrieval: the dense ranking and BM25 scores of
 every query are computed once and then fused with the same functions the Retriever uses
-(:mod:`rag.fusion`), so a grid of settings costs seconds each. Settings worth keeping are
+(:mod:`rag.search.fusion`), so a grid of settings costs seconds each. Settings worth keeping are
 then confirmed with ``rag eval beir``, whose figures are the ones reported.
 
     python -m eval.sweep --data ../shared/datasets/scifact --split train
@@ -28,7 +28,7 @@ import numpy as np
 from eval.datasets import load_dataset
 from eval.trec import strictly_decreasing
 from eval.metrics import ir_scores
-from rag.fusion import convex_combination, reciprocal_rank_fusion, top
+from rag.search.fusion import convex_combination, reciprocal_rank_fusion, top
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,9 @@ def default_variants() -> list[Variant]:
 
 def bm25_builders(index) -> dict[str, Callable]:
     """BM25 index variants over the same chunks: parameters, analysis, and whether titles are indexed."""
-    from rag.chunking import breadcrumb_prefix
+    from rag.text.chunking import breadcrumb_prefix
     from rag.index import lexical_text
-    from rag.lexical import BM25Params, LexicalIndex
+    from rag.text.lexical import BM25Params, LexicalIndex
 
     with_title = [lexical_text(c) for c in index.chunks]
     without_title = [c.text for c in index.chunks]
@@ -293,7 +293,7 @@ def composition_main(argv: list[str]) -> None:
     """Sweep centring x extra-sentence cut-off on the fit part, choose there, and report both parts."""
     from rag.payloads import AskResponse
     from eval.qa import load_question_set, score_response
-    from rag.answer import AnswerService
+    from rag.answer.service import AnswerService
     from rag.service import answer_config, make_encoder, open_answer_service
     from rag.settings import load_settings
 

@@ -77,8 +77,8 @@ def index(
         engine=engine, ray_address=ray_address, shards=shards, ray_actors=actors,
     )
     warn = lambda message: typer.echo(f"warning: {message}", err=True)  # noqa: E731
-    if settings.engine == "ray":  # Ray is imported only here (rag/ray_build.py)
-        from rag.ray_build import index_with_ray
+    if settings.engine == "ray":  # Ray is imported only here (rag/shards/ray_build.py)
+        from rag.shards.ray_build import index_with_ray
 
         report = index_with_ray(settings, skip_bad=skip_bad, warn=warn)
     else:
@@ -175,7 +175,7 @@ def documents(index_dir: IndexDirOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def search_payload(query: str, results) -> dict:
-    from rag.retrieve import result_dict
+    from rag.search.retrieve import result_dict
 
     return {"query": query, "results": [result_dict(r) for r in results]}
 
@@ -192,7 +192,7 @@ UrlOpt = Annotated[
 
 
 def _check_mode(mode: str) -> None:
-    from rag.modes import MODES
+    from rag.search.modes import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}", param_hint="--mode")
@@ -234,7 +234,7 @@ def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dic
     """Search the index in this process."""
     _check_mode(mode)
     from core.errors import QueryError
-    from rag.retrieve import Filters, Retriever, unmatched_filters
+    from rag.search.retrieve import Filters, Retriever, unmatched_filters
     from rag.service import open_index
 
     if not query.strip():  # refused before the model loads, not after
@@ -244,8 +244,8 @@ def _local_search(settings, query: str, k: int, mode: str, filters: dict) -> dic
     from rag.index.shards import is_sharded
 
     _announce_loading(settings, with_model=mode != "bm25")
-    if is_sharded(settings.index_dir):  # rag/sharded_service.py: every shard searched, merged as one index
-        from rag.sharded_service import open_sharded_retriever
+    if is_sharded(settings.index_dir):  # rag/shards/service.py: every shard searched, merged as one index
+        from rag.shards.service import open_sharded_retriever
 
         retriever = open_sharded_retriever(settings, encoder)
     else:

@@ -12,8 +12,8 @@ import unicodedata
 
 from pydantic import BaseModel, Field
 
-from rag.answer import Abstention, Answer, Citation
-from rag.retrieve import SearchResult, result_dict
+from rag.answer.service import Abstention, Answer, Citation
+from rag.search.retrieve import SearchResult, result_dict
 
 #: Longest question, in characters, after normalisation. The widget enforces the same limit.
 MAX_QUESTION_CHARS = 2000

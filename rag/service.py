@@ -7,11 +7,11 @@ from collections.abc import Callable
 from corpus.loader import load_corpus
 from embeddings import Encoder, get_encoder, query_backend
 from embeddings.cache import EmbeddingCache
-from rag.answer import AnswerConfig, AnswerService
-from rag.chunking import ChunkerConfig
+from rag.answer.service import AnswerConfig, AnswerService
+from rag.text.chunking import ChunkerConfig
 from rag.index import BuildReport, Index, build_index, load_index
-from rag.lexical import BM25Params
-from rag.retrieve import Retriever
+from rag.text.lexical import BM25Params
+from rag.search.retrieve import Retriever
 from rag.settings import Settings, vector_store_params
 
 
@@ -140,12 +140,12 @@ def update_settings(settings: Settings) -> Settings:
 
 def open_service(settings: Settings, encoder: Encoder | None = None, *, shards=None) -> AnswerService:
     """The answer service over the build the index link names, memory-mapped: one index, or a sharded
-    build whose shards run in this process (or are reached through ``shards``, rag/sharded_service.py)."""
+    build whose shards run in this process (or are reached through ``shards``, rag/shards/service.py)."""
     from rag.index.shards import is_sharded
 
     encoder = encoder or make_encoder(settings)
     if is_sharded(settings.index_dir):
-        from rag.sharded_service import open_sharded_service
+        from rag.shards.service import open_sharded_service
 
         single_threaded_blas()
         return open_sharded_service(settings, encoder, answer_config(settings), shards)

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     alpha: float = Field(0.5, ge=0, le=1, description="Dense weight of the convex fusion (BM25 gets 1 - alpha).")
     candidates: int = Field(100, ge=1, le=10_000, description="Candidates taken from each retriever before fusion.")
 
-    # scale-out (rag/index/shards.py, rag/ray_build.py, api/ray_serving.py): where a build runs and is served, and how many shards it writes
+    # scale-out (rag/index/shards.py, rag/shards/ray_build.py, api/ray_serving.py): where a build runs and is served, and how many shards it writes
     engine: Literal["local", "ray"] = Field("local", description="Where 'rag index' and 'rag serve' run: in this process, or on a Ray cluster (the ray extra).")
     ray_address: str | None = Field(None, description="Address of a running Ray cluster (host:port of 'ray start --head'); none starts a local one.")
     shards: int = Field(1, ge=1, le=1024, description="Shards an index is split into by a hash of the chunk id; 1 writes a single index.")

@@ -1,6 +1,6 @@
 """Shared by the answer, API and streaming tests: the citation invariants, an SSE parser, a test client.
 
-The invariants are stated once here, for both shapes an answer takes (the ``rag.answer.Answer``
+The invariants are stated once here, for both shapes an answer takes (the ``rag.answer.service.Answer``
 record and the JSON body of ``POST /ask``), so every test holds the service to the same contract.
 """
 
@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from fastapi.testclient import TestClient
 
-from rag.answer import Answer
+from rag.answer.service import Answer
 
 #: Every reason an abstention (or a partial answer) can give.
 REASONS = {"off_topic", "not_mentioned", "not_answered", "references_only", "needs_context"}
@@ -76,7 +76,7 @@ def check_answer_dict(body: dict) -> None:
 
 
 def check_answer(answer: Answer) -> None:
-    """Every citation invariant of an :class:`~rag.answer.Answer` record, sentences included."""
+    """Every citation invariant of an :class:`~rag.answer.service.Answer` record, sentences included."""
     passages = {r.chunk.id: r.chunk for r in answer.passages}
     if answer.abstained:
         assert answer.citations == [] and answer.sentences == []

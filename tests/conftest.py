@@ -274,7 +274,7 @@ def onnx_cache(tmp_path_factory) -> Path:
 def bundled_retriever(bundled_index):
     """A Retriever over the real-model index of the bundled corpus."""
     from rag.index import load_index
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
 
     return Retriever(load_index(bundled_index.index_dir, bundled_index.encoder), bundled_index.encoder)
 
@@ -351,7 +351,7 @@ def mixed_retriever(tmp_path_factory, bundled_index):
     """The bundled article plus the three SMALL_CORPUS articles, real model (built once per session)."""
     from embeddings.cache import EmbeddingCache
     from rag.index import build_index, load_index
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
 
     root = tmp_path_factory.mktemp("mixed")
     articles = load_corpus(DEFAULT_CORPUS_DIR) + load_corpus(write_files(root / "small", SMALL_CORPUS))

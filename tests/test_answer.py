@@ -11,7 +11,7 @@ import pytest
 from answer_checks import READER_MARKER_RE, check_answer, markers_in_order
 from corpus import parse_markdown
 from embeddings import HashingEncoder
-from rag.answer import (
+from rag.answer.service import (
     ABSTAIN_MESSAGE,
     AnswerConfig,
     AnswerService,
@@ -22,7 +22,7 @@ from rag.answer import (
 )
 from core.errors import QueryError
 from rag.index import build_index, load_index
-from rag.retrieve import Filters, Retriever, SearchResult
+from rag.search.retrieve import Filters, Retriever, SearchResult
 
 ORBITS = """---
 title: Orbits
@@ -304,16 +304,16 @@ def test_retrieve_uses_the_most_recent_non_blank_history(service):
 def test_history_is_bounded_by_max_history(corpus_root, monkeypatch):
     # Today only the most recent turn shapes the query, so the bound is checked where the
     # history is handed on: the follow-up rewriting never sees more than max_history turns.
-    import rag.answer
+    import rag.answer.service
 
     seen: list[list[str]] = []
-    real = rag.answer.contextual_query
+    real = rag.answer.service.contextual_query
 
     def spy(question, history):
         seen.append(list(history))
         return real(question, history)
 
-    monkeypatch.setattr(rag.answer, "contextual_query", spy)
+    monkeypatch.setattr(rag.answer.service, "contextual_query", spy)
     encoder = HashingEncoder()
     retriever = Retriever(load_index(corpus_root / "index", encoder), encoder)
     long_history = [f"Question number {i} about tomatoes?" for i in range(1000)] + [ISS, "  "]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answer import dangling_reference
-from rag.unit_cache import is_reference
-from rag.answerability import (
+from rag.answer.service import dangling_reference
+from rag.answer.unit_cache import is_reference
+from rag.answer.answerability import (
     AnswerabilityModel,
     Evidence,
     answer_type_present,
@@ -18,9 +18,9 @@ from rag.answerability import (
     present,
     uncovered,
 )
-from rag.chunking import Chunk
-from rag.lexical import analyze
-from rag.question import AGENT, DATE, PLACE, QUANTITY, REASON, YESNO, analyze_question, question_parts
+from rag.text.chunking import Chunk
+from rag.text.lexical import analyze
+from rag.answer.question import AGENT, DATE, PLACE, QUANTITY, REASON, YESNO, analyze_question, question_parts
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from answer_checks import check_answer
 from corpus import load_corpus
 from eval.askers import InProcessAsker
 from eval.qa import load_question_set, run_questions, summarise
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 from rag.index import build_index, load_index
-from rag.retrieve import Retriever
+from rag.search.retrieve import Retriever
 
 pytestmark = pytest.mark.model
 

@@ -16,7 +16,7 @@ from answer_checks import captured_log, check_answer_dict, running
 from api.app import create_app
 from api.schemas import AskResponse
 from conftest import SMALL_CORPUS, build_fake_index, write_files
-from rag.answer import ABSTAIN_MESSAGE, AnswerService
+from rag.answer.service import ABSTAIN_MESSAGE, AnswerService
 from rag.cli import search_payload
 from rag.settings import load_settings
 
@@ -308,7 +308,7 @@ class BrokenService(AnswerService):
     """Fails while composing, as an unexpected bug would, with a path in the message."""
 
     def finish(self, retrieval):
-        raise RuntimeError("/srv/app/rag/answer.py: something broke")
+        raise RuntimeError("/srv/app/rag/answer/service.py: something broke")
 
 
 def test_an_unexpected_error_is_a_500_without_internals(tmp_path, bundled_index_dir, bundled_retriever):

@@ -7,7 +7,7 @@ import pytest
 
 from answer_checks import check_answer_dict, parse_sse, running
 from api.app import create_app
-from rag.answer import ABSTAIN_MESSAGE, AnswerService
+from rag.answer.service import ABSTAIN_MESSAGE, AnswerService
 from rag.settings import load_settings
 
 pytestmark = pytest.mark.model
@@ -116,7 +116,7 @@ def test_invalid_requests_are_refused_before_any_stream(client):
 
 class BrokenService(AnswerService):
     def finish(self, retrieval):
-        raise RuntimeError("/srv/app/rag/answer.py: composition failed")
+        raise RuntimeError("/srv/app/rag/answer/service.py: composition failed")
 
 
 def test_a_failure_mid_stream_ends_with_an_error_event(tmp_path, bundled_index_dir, bundled_retriever):

@@ -1,5 +1,6 @@
-"""The layout rules, read from the code's own imports: packages import downward only, no module
-imports itself back through others, and modules and functions stay a readable size."""
+"""The layout rules, read from the code's own imports: packages import downward only, the rooms inside
+``rag`` import along the pipeline only, no module imports itself back through others, and modules and
+functions stay a readable size."""
 
 from __future__ import annotations
 
@@ -18,6 +19,24 @@ LAYERS: dict[str, set[str]] = {
     "rag": {"core", "corpus", "embeddings"},
     "api": {"core", "corpus", "embeddings", "rag"},
     "eval": {"core", "corpus", "embeddings", "rag"},
+}
+
+#: Inside ``rag``: each room (a sub-package, one job of the pipeline) and the rooms it may import (README,
+#: "Layout"). Text <- index <- search <- answer <- shards; a room may also import itself.
+ROOMS: dict[str, set[str]] = {
+    "rag.text": set(),
+    "rag.index": {"rag.text"},
+    "rag.search": {"rag.text", "rag.index"},
+    "rag.answer": {"rag.text", "rag.index", "rag.search"},
+    "rag.shards": {"rag.text", "rag.index", "rag.search", "rag.answer"},
+}
+#: ``rag``'s top: what every room may import (the package itself for ``__version__``; the fault hooks).
+RAG_SHARED = {"rag", "rag.faults"}
+#: ``rag``'s top: the wiring, which may import every room and which no room imports.
+RAG_WIRING = {"rag.cli", "rag.commands", "rag.documents", "rag.origins", "rag.payloads", "rag.remote", "rag.service", "rag.settings"}
+#: Imports from a room up into the wiring, each allowed by name with its reason (rag/shards/__init__.py).
+RAG_UPWARD = {
+    ("rag.shards.ray_build", "rag.service"): "a Ray build makes its encoder and build options as a local build does",
 }
 
 MAX_FUNCTION_LINES = 60
@@ -107,6 +126,8 @@ def test_the_graph_sees_the_imports_it_must_see():
     assert "core.errors" in graph["rag.settings"] or any(m.startswith("core") for m in graph["rag.settings"])
     assert any(m.startswith("rag.") for m in graph["api.app"])
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert "rag.search.retrieve" in graph["rag.answer.service"] and "rag.index" in graph["rag.search.retrieve"]
+    assert _room("rag.answer.service") == "rag.answer" and _room("rag.service") is None
 
 
 def _upward(graph: dict[str, set[str]]) -> list[str]:
@@ -142,6 +163,40 @@ def test_the_checks_report_an_upward_import_and_a_cycle_in_a_small_tree(tmp_path
 def test_packages_import_downward_only():
     wrong = _upward(_graph())
     assert wrong == [], "imports against the layers (README, Layout):\n" + "\n".join(wrong)
+
+
+def _room(module: str) -> str | None:
+    """The room of a ``rag`` module: its sub-package in :data:`ROOMS`, or None at ``rag``'s top."""
+    return next((room for room in ROOMS if module == room or module.startswith(room + ".")), None)
+
+
+def test_every_module_of_rag_has_a_place():
+    """A new module goes into a room, or is named as shared or wiring at the top: nothing lands by default."""
+    homeless = sorted(
+        m for m in _graph() if m.startswith("rag.") and _room(m) is None and m not in RAG_SHARED | RAG_WIRING
+    )
+    assert homeless == [], "rag modules in no room and not named at rag's top (tests/test_architecture.py): " + ", ".join(homeless)
+
+
+def test_rooms_of_rag_import_along_the_pipeline_only():
+    graph = _graph()
+    wrong = []
+    for source, targets in sorted(graph.items()):
+        if (home := _room(source)) is None:
+            continue  # the top of rag: the wiring may import every room
+        for target in sorted(targets):
+            if target.split(".")[0] != "rag" or target in RAG_SHARED or (source, target) in RAG_UPWARD:
+                continue
+            room = _room(target)
+            if room != home and room not in ROOMS[home]:
+                wrong.append(f"{source} -> {target}" + ("  (rag's wiring)" if room is None else ""))
+    assert wrong == [], "imports against the rooms of rag (README, Layout):\n" + "\n".join(wrong)
+
+
+def test_the_upward_exceptions_are_still_needed():
+    graph = _graph()
+    stale = [f"{s} -> {t}" for s, t in RAG_UPWARD if t not in graph.get(s, set())]
+    assert stale == [], "allowed imports that the code no longer makes; remove them from RAG_UPWARD: " + ", ".join(stale)
 
 
 def test_no_import_cycles():
@@ -183,8 +238,9 @@ def test_long_modules_say_why_they_are_one_thing():
     assert unexplained == [], f"modules over {MAX_MODULE_LINES} lines whose docstring does not say why they are one cohesive thing: " + ", ".join(unexplained)
 
 
-@pytest.mark.parametrize("package", sorted(LAYERS))
+@pytest.mark.parametrize("package", sorted(LAYERS) + sorted(ROOMS))
 def test_each_package_says_what_it_is_for_and_what_it_may_import(package):
-    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text(encoding="utf-8"))) or ""
+    init = ROOT.joinpath(*package.split("."), "__init__.py")
+    doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
     assert len(doc) > 40, f"{package}/__init__.py needs a docstring: what the package is for, what it may import"
     assert "import" in doc.lower(), f"{package}/__init__.py's docstring does not say what it may import"

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from corpus import Article, parse_markdown
 from corpus.models import Section
-from rag.chunking import Chunk, ChunkerConfig, breadcrumb_prefix, chunk_article, embed_text
+from rag.text.chunking import Chunk, ChunkerConfig, breadcrumb_prefix, chunk_article, embed_text
 from core.errors import ConfigError
-from rag.units import split_sentences
-from rag.tokens import count_tokens
+from rag.text.units import split_sentences
+from rag.text.tokens import count_tokens
 
 # ------------------------------------------------------------------------ generated articles
 

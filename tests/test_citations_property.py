@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from answer_checks import check_answer
 from corpus import parse_markdown
 from embeddings import HashingEncoder
-from rag.answer import AnswerConfig, AnswerService, dangling_reference
-from rag.answerability import AnswerabilityModel
+from rag.answer.service import AnswerConfig, AnswerService, dangling_reference
+from rag.answer.answerability import AnswerabilityModel
 from rag.index import build_index, load_index
-from rag.retrieve import MODES, Filters, Retriever
+from rag.search.retrieve import MODES, Filters, Retriever
 
 pytestmark = pytest.mark.model
 

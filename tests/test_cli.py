@@ -231,7 +231,7 @@ PARAPHRASE = "Which event kicked off the competition between Moscow and Washingt
 def test_index_and_search_use_the_bundled_model(tmp_path: Path, bundled_index, small_corpus):
     """``rag index`` and ``rag search`` without RAG_ENCODER: the index is the model's, and so are the scores."""
     from corpus import DEFAULT_CORPUS_DIR
-    from rag.chunking import embed_text
+    from rag.text.chunking import embed_text
     from rag.index import load_index
 
     corpus = write_files(tmp_path / "four", SMALL_CORPUS)

@@ -12,7 +12,7 @@ import pytest
 from answer_checks import MARKER_RE, check_answer_dict, markers_in_order
 from api.schemas import AskResponse
 from conftest import RAG_BIN, RagRun, run_rag
-from rag.answer import ABSTAIN_MESSAGE
+from rag.answer.service import ABSTAIN_MESSAGE
 
 pytestmark = pytest.mark.model
 

@@ -14,7 +14,7 @@ import pytest
 
 from corpus import CorpusError, load_corpus, parse_file
 from corpus.builder import readable_title
-from rag.chunking import chunk_article
+from rag.text.chunking import chunk_article
 
 FIXTURES = Path(__file__).parent / "fixtures" / "documents"
 MARKUP_RE = re.compile(r"<[A-Za-z/!]|#{2,}|^#|\]\(|\*\*|&[a-z]+;", re.M)

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 from test_documents import BILINGUAL_MD, FIXTURES, HTML_PAGE, MESSY_MD, RST
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -39,7 +39,7 @@ CASES = [
 def documents_service(tmp_path_factory, bundled_index) -> AnswerService:
     from embeddings.cache import EmbeddingCache
     from rag.index import build_index, load_index
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
 
     root = tmp_path_factory.mktemp("documents")
     corpus = root / "corpus"
@@ -93,7 +93,7 @@ def test_every_passage_title_names_its_document(documents_service):
 
 
 def test_a_bilingual_document_answers_in_the_language_asked_for(documents_service):
-    from rag.retrieve import Filters
+    from rag.search.retrieve import Filters
 
     question = "Can the Moon be appropriated by a claim of sovereignty?"
     english = documents_service.ask(question)

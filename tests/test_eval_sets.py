@@ -10,7 +10,7 @@ from pathlib import Path
 
 from eval.qa import load_question_set
 from eval.sweep import FIT_SHARE, split_part
-from rag.lexical import analyze
+from rag.text.lexical import analyze
 
 DATA = Path(__file__).resolve().parents[1] / "eval" / "data"
 TUNING_SETS = ("qa.jsonl", "heldout.jsonl", "fit.jsonl")

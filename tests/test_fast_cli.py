@@ -68,7 +68,7 @@ def test_a_verified_export_is_not_hashed_again_until_a_file_changes(tmp_path, mo
 @pytest.mark.model
 @pytest.mark.slow
 def test_onnx_question_vectors_and_rankings_equal_torch(onnx_cache, real_encoder, bundled_retriever):
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
 
     texts = questions()
     onnx = get_encoder("minilm", threads=2, backend="onnx", cache_dir=onnx_cache)
@@ -85,7 +85,7 @@ def test_onnx_question_vectors_and_rankings_equal_torch(onnx_cache, real_encoder
 @pytest.mark.slow
 def test_search_and_ask_answer_without_importing_torch(tmp_path, onnx_cache, bundled_index):
     from api.schemas import AskResponse
-    from rag.answer import AnswerService
+    from rag.answer.service import AnswerService
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(
@@ -117,7 +117,7 @@ def test_search_and_ask_answer_without_importing_torch(tmp_path, onnx_cache, bun
 
 def _retriever(bundled_index):
     from rag.index import load_index
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
 
     return Retriever(load_index(bundled_index.index_dir, bundled_index.encoder), bundled_index.encoder)
 

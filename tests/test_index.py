@@ -18,10 +18,10 @@ from conftest import RAG_BIN, SMALL_CORPUS, RagRun, rag_env, write_files
 from corpus import corpus_fingerprint, load_corpus
 from embeddings import HashingEncoder
 from embeddings.cache import EmbeddingCache
-from rag.chunking import ChunkerConfig, chunk_article, embed_text
+from rag.text.chunking import ChunkerConfig, chunk_article, embed_text
 from core.errors import ConfigError, IndexFormatError, IndexLockedError, IndexNotFoundError
 from rag.index import FORMAT_VERSION, BuildLock, build_index, builds_dir, load_index
-from rag.retrieve import Retriever
+from rag.search.retrieve import Retriever
 
 
 def build(articles, index_dir: Path, encoder, cache_path: Path | None = None, **kwargs):

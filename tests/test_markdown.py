@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from corpus import Category, CorpusError, load_corpus, parse_file, parse_markdown
 from corpus.markdown import ArticleFormatError
-from rag.chunking import chunk_article
+from rag.text.chunking import chunk_article
 
 TITLE = "Space Diplomacy"
 HIST = "Historical Development of Space Diplomacy"

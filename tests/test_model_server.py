@@ -24,7 +24,7 @@ from conftest import BUNDLED_ARTICLE_PATH, SMALL_CORPUS, model_env, wait_until, 
 from corpus import load_corpus
 from embeddings.cache import EmbeddingCache
 from eval.live_server import LiveServer
-from rag.chunking import embed_text
+from rag.text.chunking import embed_text
 from rag.index import build_index, load_index
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 from rag.index import build_index, load_index
-from rag.lexical import analyze, fold
-from rag.retrieve import Retriever
+from rag.text.lexical import analyze, fold
+from rag.search.retrieve import Retriever
 
 from conftest import SMALL_CORPUS, build_fake_index, write_files
 

@@ -17,9 +17,9 @@ import pytest
 from conftest import RAG_BIN, SMALL_CORPUS, rag_env, wait_until, write_files
 from embeddings import HashingEncoder
 from rag.index import load_index
-from rag.retrieve import Retriever
+from rag.search.retrieve import Retriever
 from rag.settings import load_settings
-from rag.sharded_service import LocalShards, ShardedRetriever, ShardedView
+from rag.shards.service import LocalShards, ShardedRetriever, ShardedView
 from rag.index.shards import load_sharded
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -38,7 +38,7 @@ def fresh_cache(onnx_cache, where):
 
 @pytest.mark.model
 def test_ray_build_equals_local_build(ray_cluster, tmp_path, onnx_cache):
-    from rag.ray_build import index_with_ray
+    from rag.shards.ray_build import index_with_ray
     from rag.service import index_corpus, make_encoder
 
     corpus = write_files(tmp_path / "corpus", SMALL_CORPUS)
@@ -69,7 +69,7 @@ def test_killed_actor_is_restarted_and_the_build_completes(ray_cluster, tmp_path
     """An embedding actor killed during the build is restarted by Ray; the build is the same as a local one."""
     import ray
 
-    from rag.ray_build import ACTOR_NAME, NAMESPACE, index_with_ray
+    from rag.shards.ray_build import ACTOR_NAME, NAMESPACE, index_with_ray
     from rag.index import build_index
     from corpus import load_corpus
 

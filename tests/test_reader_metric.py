@@ -1,6 +1,6 @@
 """The reader's measures and pure parts, without a model: the official SQuAD 2.0 metric on hand-made cases, the
 "no answer" threshold, the article split (and QNLI following it), answer positions in windows, length-grouped
-batches, and the post-processing shared with the service (rag/reader.py)."""
+batches, and the post-processing shared with the service (rag/answer/reader.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from eval.reader.squad import (
     summary,
     validation_titles,
 )
-from rag.reader import ReaderSettings, Span, Window, best_span, decide, passage_spans
+from rag.answer.reader import ReaderSettings, Span, Window, best_span, decide, passage_spans
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SQUAD = DATASETS / "squad2-dev-train.json"
@@ -173,7 +173,7 @@ def test_length_batches_cover_every_window_once_grouped_and_seeded():
     assert batches != length_batches(lengths, 8, seed=0, epoch=1, bucket_batches=5)
 
 
-# ------------------------------------------------------------------------------------ post-processing (rag/reader.py)
+# ------------------------------------------------------------------------------------ post-processing (rag/answer/reader.py)
 
 
 def window(passage: int, spans) -> Window:
@@ -228,7 +228,7 @@ def test_windows_cover_the_passage_with_offsets_into_it():
     from tokenizers import Tokenizer
 
     from embeddings.model_folder import model_path
-    from rag.reader import configure, encode_windows, window_tokenizers
+    from rag.answer.reader import configure, encode_windows, window_tokenizers
 
     settings = ReaderSettings(max_length=64, stride=16)
     tokenizer, raw = window_tokenizers(Tokenizer.from_file(str(model_path() / "tokenizer.json")))

@@ -1,5 +1,5 @@
 """`rag train-reader` on a tiny slice of SQuAD 2.0 with the real bundled model: the loss falls, a checkpoint is
-written and the same command resumes from it, SIGINT saves one, the int8 export loads in rag.reader.Reader and
+written and the same command resumes from it, SIGINT saves one, the int8 export loads in rag.answer.reader.Reader and
 agrees with the float model, and a damaged reader fails in one line (library and `rag eval squad`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from conftest import rag_env, run_rag
 from core.errors import ConfigError
 from eval.reader.config import CHECKPOINT, CURVE, MODEL_DIR, ReaderTrainConfig, TrainingInterrupted
 from eval.reader.squad import load_squad, split_by_article
-from rag.reader import READER_META, Reader, ReaderError
+from rag.answer.reader import READER_META, Reader, ReaderError
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "squad2-dev-train.json"
 
@@ -103,7 +103,7 @@ def test_training_and_the_service_cut_the_same_windows(tiny_run):
 
     from embeddings.model_folder import model_path
     from eval.reader.features import load_tokenizers
-    from rag.reader import configure, encode_windows, window_tokenizers
+    from rag.answer.reader import configure, encode_windows, window_tokenizers
 
     settings = ReaderTrainConfig(**TINY).settings()
     served = window_tokenizers(Tokenizer.from_file(str(tiny_run[0] / MODEL_DIR / "tokenizer.json")))

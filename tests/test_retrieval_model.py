@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.chunking import embed_text
+from rag.text.chunking import embed_text
 from core.errors import QueryError
 from rag.index import load_index
-from rag.retrieve import Filters, Retriever, result_dict
+from rag.search.retrieve import Filters, Retriever, result_dict
 
 pytestmark = pytest.mark.model
 
@@ -81,7 +81,7 @@ def test_paraphrased_questions_rank_their_sections_high(mixed_retriever, mode):
     ("mode", "fusion"), [("hybrid", "convex"), ("hybrid", "rrf"), ("dense", "convex"), ("bm25", "convex")]
 )
 def test_every_mode_returns_results_with_scores(bundled_retriever, mode, fusion):
-    from rag.retrieve import Retriever
+    from rag.search.retrieve import Retriever
 
     retriever = Retriever(bundled_retriever.index, bundled_retriever.encoder, fusion=fusion)
     question = "When did the Soviet Union launch its first satellite?"

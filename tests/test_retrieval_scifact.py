@@ -22,7 +22,7 @@ import pytest
 from corpus import load_corpus
 from eval.datasets import load_dataset
 from rag.index import build_index, load_index
-from rag.retrieve import Retriever
+from rag.search.retrieve import Retriever
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

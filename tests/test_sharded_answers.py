@@ -17,15 +17,15 @@ import pytest
 
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
 from embeddings.cache import EmbeddingCache
-from rag.answer import AnswerService
+from rag.answer.service import AnswerService
 from rag.documents import list_documents
 from rag.index import build_index, load_index
 from rag.index.shard_build import build_sharded
 from rag.payloads import AskResponse
-from rag.retrieve import Filters, Retriever, unmatched_filters
+from rag.search.retrieve import Filters, Retriever, unmatched_filters
 from rag.service import answer_config, open_service
 from rag.settings import Settings
-from rag.sharded_service import LocalShards, ShardedAnswerService, ShardedView
+from rag.shards.service import LocalShards, ShardedAnswerService, ShardedView
 from core.errors import IndexFormatError
 
 pytestmark = pytest.mark.model
@@ -59,7 +59,7 @@ def services(builds, real_encoder):
     config = answer_config(Settings())
     single = AnswerService(Retriever(load_index(builds / "single", real_encoder, mmap=True), real_encoder), config)
     view = ShardedView(builds / "sharded", LocalShards.of(3), real_encoder)
-    from rag.sharded_service import ShardedRetriever
+    from rag.shards.service import ShardedRetriever
 
     sharded = ShardedAnswerService(ShardedRetriever(view, real_encoder), config)
     return single, sharded

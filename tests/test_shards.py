@@ -17,10 +17,10 @@ import pytest
 from corpus import DEFAULT_CORPUS_DIR, load_corpus
 from embeddings import HashingEncoder
 from rag.index import build_index, lexical_text, load_index, read_manifest, verify_files
-from rag.lexical import analyze
-from rag.retrieve import Filters, Retriever
+from rag.text.lexical import analyze
+from rag.search.retrieve import Filters, Retriever
 from rag.index.shard_build import Steps, build_sharded
-from rag.sharded_service import LocalShards, ShardedRetriever, ShardedView
+from rag.shards.service import LocalShards, ShardedRetriever, ShardedView
 from rag.index.shards import CorpusStats, is_sharded, lexical_with_stats, load_sharded, partition, shard_of
 from core.errors import IndexFormatError
 

@@ -12,8 +12,8 @@ import pytest
 from embeddings import normalise
 from embeddings.vectorstore import VectorStore, VectorStoreParams, choose_kind
 from core.errors import ConfigError, IndexFormatError
-from rag.fusion import reciprocal_rank_fusion, top
-from rag.lexical import BM25Params, LexicalIndex, analyze
+from rag.search.fusion import reciprocal_rank_fusion, top
+from rag.text.lexical import BM25Params, LexicalIndex, analyze
 
 
 def random_unit(n: int, dim: int, seed: int) -> np.ndarray:

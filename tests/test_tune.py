@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import RAG_BIN, rag_env, run_rag
 from eval.datasets import load_dataset
 from core.errors import ConfigError, IndexFormatError
-from rag.lexical import LexicalIndex
+from rag.text.lexical import LexicalIndex
 from eval.tune.data import LabelledSet, build_pairs, load_beir_set, load_qa_set, split_queries, write_qrels
 
 # ------------------------------------------------------------------------------------ data

@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from api.deps import ClientDep, ServiceDep, StateDep
 from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AbstentionModel, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
 from core.errors import QueryError
-from rag.retrieve import unmatched_filters
+from rag.search.retrieve import unmatched_filters
 
 router = APIRouter(tags=["answers"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 log = logging.getLogger("rag.api")

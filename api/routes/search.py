@@ -19,7 +19,7 @@ from api.schemas import (
     clean_text,
 )
 from core.errors import QueryError
-from rag.retrieve import Filters, unmatched_filters
+from rag.search.retrieve import Filters, unmatched_filters
 
 router = APIRouter(tags=["search"], responses={**EDGE_ERRORS, **CLIENT_ERRORS})
 

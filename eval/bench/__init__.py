@@ -6,7 +6,10 @@
 * ``indexing``: encoder throughput, full builds and re-indexing after one edit;
 * ``query``: the query path in-process; ``load``: HTTP load against a real ``rag serve``;
 * ``coldstart``: ``rag search`` and ``rag ask`` started from the shell; ``scale``: the vector store at growing sizes;
-* ``report``: the goals' ratios and the printed tables; ``cli``: the commands.
+* ``report``: the goals' ratios and the printed tables; ``cli``: the commands;
+* ``ray_build``, ``ray_serve``, ``shard_memory``: the scale-out figures (``rag bench ray`` runs them, each as
+  ``python -m eval.bench.<name>``); ``loadtest``: concurrent clients against a running server, with a
+  reload mid-run.
 
 Figures, never pass/fail. May import ``core``, ``corpus``, ``embeddings``, ``rag`` and the rest of ``eval``
 (percentile and summaries from ``eval.metrics``, tables and the machine description from ``eval.report``);

@@ -200,9 +200,9 @@ def ray_command(
     if not all(c.strip().isdigit() and int(c) >= 1 for c in clients.split(",")):
         raise ConfigError(f"--clients must be comma-separated numbers of 1 or more, got {clients!r}")
     for args in (
-        ["eval.ray_bench", "--data", str(data), "--docs", str(docs)],
-        ["eval.ray_serve_bench", "--clients", clients, "--duration", str(duration)],
-        ["eval.shard_memory_bench", "--data", str(data)],
+        ["eval.bench.ray_build", "--data", str(data), "--docs", str(docs)],
+        ["eval.bench.ray_serve", "--clients", clients, "--duration", str(duration)],
+        ["eval.bench.shard_memory", "--data", str(data)],
     ):
         typer.echo(f"$ python -m {' '.join(args)}", err=True)
         code = subprocess.call([sys.executable, "-m", *args])

@@ -60,7 +60,7 @@ def bench_encoders(backends: list[str], passages: list[str], settings, rounds: i
 def word_pieces(index_dir: Path) -> tuple[int, int, dict]:
     """Word pieces the encoder read for the chunks and the answer units of a built index, and its file sizes."""
     from embeddings.minilm import MiniLMEncoder
-    from rag.chunking import embed_text
+    from rag.text.chunking import embed_text
     from rag.index import load_index
 
     counter = MiniLMEncoder()  # only its tokenizer is used

@@ -6,5 +6,5 @@ split by the same articles), ``features`` (training windows), ``batches`` (lengt
 ``card``, ``cli``.
 
 May import ``core``, ``corpus``, ``embeddings``, ``rag`` and the rest of ``eval``; never ``api``. The windowing and
-post-processing come from ``rag.reader``, the runtime the service uses, so the measured path is the served one.
+post-processing come from ``rag.answer.reader``, the runtime the service uses, so the measured path is the served one.
 """

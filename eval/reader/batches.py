@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from eval.reader.features import Feature
-from rag.reader import pad_batch
+from rag.answer.reader import pad_batch
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, bucket_batches: int = 50) -> list[list[int]]:

@@ -94,7 +94,7 @@ def card_markdown(report: ReaderReport, config: ReaderTrainConfig) -> str:
         "",
         "An extractive reader: given a question and a passage it points at the span that answers it, or says the",
         "passage does not (the best span's score must beat the passage's \"no answer\" score by the threshold below).",
-        "Loaded by `rag.reader.Reader`; measured with `rag eval squad`.",
+        "Loaded by `rag.answer.reader.Reader`; measured with `rag eval squad`.",
         "",
         "## Data and licences",
         "",

@@ -88,7 +88,7 @@ def squad_command(
 
     from eval.reader.predict import answers_at, predictions
     from eval.reader.squad import load_squad, summary
-    from rag.reader import DEFAULT_READER_DIR, Reader
+    from rag.answer.reader import DEFAULT_READER_DIR, Reader
 
     questions = load_squad(data)
     model = Reader(reader or DEFAULT_READER_DIR, threads=threads).load()

@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.errors import ConfigError, RagError
-from rag.reader import ReaderSettings
+from rag.answer.reader import ReaderSettings
 
 #: Files and folders inside ``rag train-reader --output``.
 CHECKPOINT = "checkpoint.pt"
 CURVE = "curve.json"
 FLOAT_DIR = "float"  # the best PyTorch model so far (by validation F1)
-MODEL_DIR = "model"  # the exported reader: what the service loads (rag.reader.Reader)
+MODEL_DIR = "model"  # the exported reader: what the service loads (rag.answer.reader.Reader)
 
 
 class TrainingInterrupted(RagError):

@@ -28,7 +28,7 @@ from core.errors import RagError
 from core.files import sha256_file
 from eval.reader.config import ReaderReport, ReaderTrainConfig
 from eval.reader.predict import answers_at, choose_threshold, predictions, rounded, torch_logits, torch_reader
-from rag.reader import FORMAT_VERSION, MODEL_FILE, READER_META, TOKENIZER_FILES, Reader, encode_windows, run_windows
+from rag.answer.reader import FORMAT_VERSION, MODEL_FILE, READER_META, TOKENIZER_FILES, Reader, encode_windows, run_windows
 
 MIN_AGREEMENT = 0.95
 #: What each quantisation recipe stores as int8 (onnxruntime quantize_dynamic, weights per channel, 7 bits).
@@ -96,7 +96,7 @@ def quantize(fp32: Path, int8: Path, recipe: str = "all") -> None:
 
 
 def settings_dict(settings) -> dict:
-    """The fields of :class:`rag.reader.ReaderSettings` as ``reader.json`` stores them."""
+    """The fields of :class:`rag.answer.reader.ReaderSettings` as ``reader.json`` stores them."""
     return {k: getattr(settings, k) for k in ("threshold", "max_length", "stride", "max_answer_tokens", "top_n")}
 
 

@@ -1,6 +1,6 @@
 """Training examples for the reader: (question, paragraph) windows with the answer's token positions.
 
-Windows come from :func:`rag.reader.encode_windows`, the function the service runs, with the bundled
+Windows come from :func:`rag.answer.reader.encode_windows`, the function the service runs, with the bundled
 tokenizer (uncased WordPiece, loaded through ``transformers.AutoTokenizer``): the question is kept whole
 (up to a limit), the paragraph is cut into windows of ``max_length`` word pieces that overlap by ``stride``.
 A window's target is the answer's first and last token, or position 0 ([CLS], "no answer") when the question
@@ -17,7 +17,7 @@ import numpy as np
 
 from eval.reader.qnli import QnliPair
 from eval.reader.squad import Question
-from rag.reader import ReaderSettings, Window, configure, encode_windows, window_tokenizers
+from rag.answer.reader import ReaderSettings, Window, configure, encode_windows, window_tokenizers
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Feature:
 
 
 def load_tokenizers(folder: str | Path, settings: ReaderSettings):
-    """The windowing and the plain tokenizer of a model folder (see :func:`rag.reader.window_tokenizers`)."""
+    """The windowing and the plain tokenizer of a model folder (see :func:`rag.answer.reader.window_tokenizers`)."""
     from transformers import AutoTokenizer
 
     windows, raw = window_tokenizers(AutoTokenizer.from_pretrained(str(folder)).backend_tokenizer)

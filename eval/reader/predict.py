@@ -1,7 +1,7 @@
 """Predictions of a reader (PyTorch during training, ONNX after export) on SQuAD questions, and the "no answer"
 threshold chosen on them.
 
-Both models go through :func:`rag.reader.read_items`, the service's own windowing and post-processing, and
+Both models go through :func:`rag.answer.reader.read_items`, the service's own windowing and post-processing, and
 differ only in the function that turns a padded batch into logits. The threshold is the one the official
 evaluate-v2.0 script's ``find_best_thresh`` would pick: the margin (best span score - null score) above which
 answering maximises F1 over the questions.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eval.reader.squad import Question, question_scores, summary
-from rag.reader import LogitsFn, ReaderSettings, Span, read_items
+from rag.answer.reader import LogitsFn, ReaderSettings, Span, read_items
 
 #: Questions per call of the reader (their windows share padded model runs).
 CHUNK = 64
@@ -52,7 +52,7 @@ def predictions(
 
 
 def torch_logits(model) -> LogitsFn:
-    """A :data:`rag.reader.LogitsFn` over a ``transformers`` question-answering model (no gradients)."""
+    """A :data:`rag.answer.reader.LogitsFn` over a ``transformers`` question-answering model (no gradients)."""
     import torch
 
     def run(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -56,7 +56,7 @@ class Pair:
 
 
 def _chunk_all(articles, fits) -> list:
-    from rag.chunking import ChunkerConfig, chunk_article
+    from rag.text.chunking import ChunkerConfig, chunk_article
 
     config = ChunkerConfig()
     return [chunk for article in articles for chunk in chunk_article(article, config, fits_model=fits)]
@@ -66,7 +66,7 @@ def load_beir_set(root: str | Path, split: str = "train", qrels_file: str | Path
     """A BEIR folder's judged queries of ``split`` (or of ``qrels_file``) and its corpus, chunked like the index."""
     from corpus.loader import load_corpus
     from eval.datasets import load_dataset
-    from rag.chunking import embed_text
+    from rag.text.chunking import embed_text
 
     dataset = load_dataset(root, split, qrels_file=qrels_file)
     chunks = _chunk_all(load_corpus(dataset.corpus_path), fits)
@@ -91,7 +91,7 @@ def load_qa_set(path: str | Path, corpus_dir: str | Path, fits=None) -> Labelled
     """A question set in the project's format (``eval/data/qa.jsonl``) over a corpus: a gold section is a relevant document."""
     from corpus.loader import load_corpus
     from eval.qa import load_question_set
-    from rag.chunking import embed_text
+    from rag.text.chunking import embed_text
 
     items = [i for i in load_question_set(path) if i.answerable and i.gold_sections]
     chunks = _chunk_all(load_corpus(corpus_dir), fits)
@@ -139,7 +139,7 @@ def write_qrels(path: str | Path, qrels: dict[str, dict[str, int]], query_ids: I
 
 def bm25_index(data: LabelledSet):
     """The product's BM25 over the set's passages (used to mine negatives and to build the validation pool)."""
-    from rag.lexical import LexicalIndex
+    from rag.text.lexical import LexicalIndex
 
     return LexicalIndex.build(list(data.passages))
 

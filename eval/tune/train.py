@@ -45,7 +45,7 @@ class PoolEvaluator(BaseEvaluator):
 
     def figures(self, model, alphas: tuple[float, ...] = ()) -> dict[str, float]:
         """Dense and hybrid nDCG@10 (at ``alpha``), and hybrid at each of ``alphas`` as ``hybrid_ndcg@10@<alpha>``."""
-        from rag.fusion import convex_combination
+        from rag.search.fusion import convex_combination
 
         texts = [self.data.passages[r] for r in self.pool]
         passages = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

@@ -16,11 +16,12 @@ unchanged article lends the next build: chunks, answer units with vectors and te
 ``publish`` (build lock, stale builds, atomic swap of the link), ``build`` (:func:`build_index` as
 its steps) and ``load`` (the :class:`Index` class and :func:`load_index`). Sharded builds: ``shards``
 (the sharded layout and BM25 statistics summed over shards) and ``shard_build`` (a build split into S shards;
-``rag/ray_build.py`` runs its steps on a Ray cluster).
+``rag/shards/ray_build.py`` runs its steps on a Ray cluster). The sharded layout lives here, not in
+``rag/shards/``, because it is the index's format: the index room writes and checks it, on one machine too.
 
-May import: ``core``, ``corpus``, ``embeddings`` and the text-analysis modules of ``rag`` (chunking,
-lexical, units, question, tokens, faults); never ``api`` or ``eval``, nor the retrieval and answer
-modules that read an index.
+May import: ``core``, ``corpus``, ``embeddings``, the text room ``rag.text`` (chunks, units, BM25 terms,
+content words) and ``rag.faults``; never ``api`` or ``eval``, nor the rooms that read an index
+(``rag.search``, ``rag.answer``, ``rag.shards``), nor ``rag``'s wiring (service, settings, cli).
 """
 
 from rag.index.build import BuildReport, build_index, lexical_text

@@ -25,7 +25,7 @@ from embeddings.base import Encoder
 from embeddings.cache import EmbeddingCache, embed_cached
 from embeddings.vectorstore import VectorStore, VectorStoreParams, choose_kind
 from rag import __version__
-from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
+from rag.text.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.faults import checkpoint
 from rag.index.format import (
     ARTICLES,
@@ -56,9 +56,9 @@ from rag.index.reuse import (
     previous_words,
     unit_terms,
 )
-from rag.lexical import BM25Params, LexicalIndex, analyze
-from rag.question import content_words
-from rag.tokens import ENCODING_NAME
+from rag.text.lexical import BM25Params, LexicalIndex, analyze
+from rag.text.words import content_words
+from rag.text.tokens import ENCODING_NAME
 
 
 @dataclass

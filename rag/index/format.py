@@ -26,7 +26,7 @@ ARTICLES = "articles.json"
 VECTORS = "vectors.faiss"
 BM25_DIR = "bm25"
 # Answer units (sentences, whole list items, a list with its introducing sentence; see
-# rag.units.answer_units) and their vectors, so answers cost dot products, not model calls.
+# rag.text.units.answer_units) and their vectors, so answers cost dot products, not model calls.
 # The file names say "sentence" for format compatibility; in code they are units.
 UNIT_SPANS = "sentence_spans.npy"  # int32 rows of (chunk row, start, end), offsets into the chunk text
 UNIT_VECTORS = "sentence_vectors.npy"  # float32, one unit vector per answer unit

@@ -12,7 +12,7 @@ import numpy as np
 from core.errors import IndexFormatError, IndexNotFoundError
 from embeddings.base import Encoder
 from embeddings.vectorstore import VectorStore, VectorStoreParams
-from rag.chunking import Chunk
+from rag.text.chunking import Chunk
 from rag.index.format import (
     ARTICLES,
     BM25_DIR,
@@ -30,8 +30,8 @@ from rag.index.format import (
     read_manifest,
     verify_files,
 )
-from rag.lexical import LexicalIndex
-from rag.units import answer_units
+from rag.text.lexical import LexicalIndex
+from rag.text.units import answer_units
 
 
 @dataclass

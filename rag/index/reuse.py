@@ -18,7 +18,7 @@ from corpus.models import Article
 from core.errors import RagError
 from embeddings.base import Encoder
 from embeddings.cache import embed_cached
-from rag.chunking import Chunk
+from rag.text.chunking import Chunk
 from rag.index.format import (
     ARTICLES,
     BM25_DIR,
@@ -33,18 +33,18 @@ from rag.index.format import (
     WORDS,
     TermTable,
 )
-from rag.lexical import BM25Params, LexicalIndex, analyze
-from rag.units import answer_units
+from rag.text.lexical import BM25Params, LexicalIndex, analyze
+from rag.text.units import answer_units
 
 
 def analysis_fingerprint() -> str:
-    """Identifies the code that splits answer units and analyses terms (rag/units.py, rag/lexical.py):
+    """Identifies the code that splits answer units and analyses terms (rag/text/units.py, rag/text/lexical.py):
     stored units are reused by the next build only while that code is unchanged."""
-    import rag.lexical
-    import rag.units
+    import rag.text.lexical
+    import rag.text.units
 
     digest = hashlib.sha256()
-    for module in (rag.units, rag.lexical):
+    for module in (rag.text.units, rag.text.lexical):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

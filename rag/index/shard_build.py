@@ -24,13 +24,13 @@ from corpus.models import Article
 from embeddings.base import Encoder
 from embeddings.cache import EmbeddingCache, embed_cached
 from embeddings.vectorstore import VectorStoreParams, choose_kind
-from rag.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
+from rag.text.chunking import Chunk, ChunkerConfig, chunk_article, embed_text
 from rag.faults import checkpoint
 from rag.index.build import BuildReport, build_meta
 from rag.index.format import CHUNKS
 from rag.index.publish import BuildLock, builds_dir, check_target, clean_stale, current_build, publish
 from rag.index.reuse import article_records, build_units, build_words, previous_chunks, previous_words
-from rag.lexical import BM25Params
+from rag.text.lexical import BM25Params
 from rag.index.shards import (
     ROWS,
     CorpusStats,
@@ -46,7 +46,7 @@ from rag.index.shards import (
     write_shard,
     write_top_manifest,
 )
-from rag.tokens import ENCODING_NAME
+from rag.text.tokens import ENCODING_NAME
 
 Run = Callable[[Callable, list], list]
 

@@ -33,13 +33,13 @@ import numpy as np
 from core.errors import ConfigError, IndexFormatError
 from core.files import file_table
 from embeddings.vectorstore import VectorStore, VectorStoreParams
-from rag.chunking import Chunk
+from rag.text.chunking import Chunk
 from rag.index.build import lexical_text
 from rag.index.format import ARTICLES, BM25_DIR, CHUNKS, CHUNK_TERMS, CHUNK_TERM_OFFSETS, FORMAT, FORMAT_VERSION, MANIFEST, UNIT_SPANS, UNIT_TERMS, UNIT_TERM_OFFSETS, UNIT_VECTORS, VECTORS, WORDS, WORD_VECTORS, TermTable, read_manifest, verify_files
 from rag.index.load import Index, load_index
 from rag.index.reuse import unit_terms
-from rag.lexical import BM25Params, LexicalIndex, analyze
-from rag.question import content_words
+from rag.text.lexical import BM25Params, LexicalIndex, analyze
+from rag.text.words import content_words
 
 SHARDED_FORMAT_VERSION = 3
 ROWS = "rows.npy"  # int64: each chunk's row in the unsharded (corpus) order
@@ -107,7 +107,7 @@ class CorpusStats:
 
 def _corpus_wide_bm25(params: BM25Params, stats: CorpusStats):
     """A bm25s.BM25 whose scores use ``stats`` instead of the statistics of the texts it indexes."""
-    from rag.lexical import _import_bm25s
+    from rag.text.lexical import _import_bm25s
 
     bm25s = _import_bm25s()
     from bm25s.scoring import _build_idf_array, _build_scores_and_indices_for_matrix, _select_idf_scorer

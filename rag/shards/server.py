@@ -12,7 +12,7 @@ What it returns for answering (:meth:`ShardServer.evidence`) is what the answer 
 each retrieved chunk in one index: its answer units with their vectors and terms, its passage
 vector and terms, and the vectors of its words, plus the shard's part of the corpus-wide counts
 (document frequencies of the question's terms, the question's words it holds). An ingress adds
-these up over shards (rag/sharded_service.py) and composes exactly as one index would.
+these up over shards (rag/shards/service.py) and composes exactly as one index would.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import IndexFormatError
-from rag.answerability import acronym_definitions
-from rag.chunking import Chunk
+from rag.answer.answerability import acronym_definitions
+from rag.text.chunking import Chunk
 from rag.faults import checkpoint
-from rag.filters import Filters
+from rag.search.filters import Filters
 from rag.index import Index
 from rag.index.shards import load_shard, read_sharded_manifest
-from rag.lexical import term_names
-from rag.question import content_words
-from rag.shard_search import Candidates, shard_candidates
+from rag.text.lexical import term_names
+from rag.text.words import content_words
+from rag.shards.search import Candidates, shard_candidates
 
 #: Builds a shard replica holds at once: the one served and the one a reload stages or just left.
 KEEP_BUILDS = 2

@@ -1,6 +1,6 @@
 """Load a running server with concurrent clients, optionally re-indexing and reloading mid-run.
 
-    python -m eval.loadtest --url http://127.0.0.1:8000 --concurrency 32 --duration 60 \\
+    python -m eval.bench.loadtest --url http://127.0.0.1:8000 --concurrency 32 --duration 60 \\
         --reindex-at 30 --admin-key KEY          # or --sighup PID instead of an admin key
 
 Prints requests/s, latency percentiles and every failed request; exits non-zero when any

@@ -22,7 +22,7 @@ from core.errors import ConfigError
 from corpus.loader import CorpusError, corpus_files, parse_file
 from corpus.models import Article
 from embeddings.base import Encoder
-from rag.chunking import Chunk, ChunkerConfig, chunk_article
+from rag.text.chunking import Chunk, ChunkerConfig, chunk_article
 from rag.faults import checkpoint
 
 ACTOR_NAME = "rag-embed-{}"  # named, so an operator (or a test) can find and kill one

@@ -1,12 +1,12 @@
 """Serving on Ray: requests/s and latency through Ray Serve with 1 and 2 replicas and 1 and 2 shards,
 against local ``rag serve``.
 
-    python -m eval.ray_serve_bench [--backend onnx-int8] [--clients 1,4] [--duration 15]
+    python -m eval.bench.ray_serve [--backend onnx-int8] [--clients 1,4] [--duration 15]
 
 Indexes the bundled corpus twice (one index, and two shards), then runs ``rag serve --workers 1``,
 ``rag serve --engine ray --replicas 1`` and ``--replicas 2`` on the one index, and the same two on the
 sharded build (each on a one-machine Ray cluster it starts itself) one after the other, and loads each
-with ``eval.loadtest`` (two /ask for one /search) at each number of concurrent clients. Prints
+with ``eval.bench.loadtest`` (two /ask for one /search) at each number of concurrent clients. Prints
 requests/s, /ask p50 and p95, errors, the machine's load average before and after each run, and the
 memory (proportional set size, PSS: shared pages divided among their users) of each kind of Serve
 replica after the load. The load generator shares the machine's cores with the server it measures.
@@ -68,7 +68,7 @@ def replica_memory() -> dict[str, list[float]]:
 
 
 def _load(url: str, clients: int, duration: float) -> dict:
-    from eval.loadtest import run
+    from eval.bench.loadtest import run
 
     args = argparse.Namespace(url=url, concurrency=clients, duration=duration, api_key=None, reindex_at=None)
     return asyncio.run(run(args))

@@ -2,7 +2,7 @@
 expects (a date, a quantity, an agent, a yes or no), its parts when it asks two things at once, and
 whether it leans on the question before it (a follow-up).
 
-Pure functions over text. Answerability (rag/answerability.py) holds the evidence against this.
+Pure functions over text. Answerability (rag/answer/answerability.py) holds the evidence against this.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.lexical import STOPWORDS, analyze, fold
-from rag.markers import strip_markers
-
-_WORD_RE = re.compile(r"[\w'’.-]*\w", re.UNICODE)
+from rag.text.lexical import STOPWORDS, analyze, fold
+from rag.answer.markers import strip_markers
+from rag.text.words import FUNCTION_WORDS, WORD_RE, plain_words
 
 # Words that frame a question without being what it asks about ("according to the article, ...").
 FRAME_WORDS = frozenset(
@@ -23,17 +22,6 @@ FRAME_WORDS = frozenset(
     mentioned say says said describe described describes explain explains explained tell name named list listed
     give given kind kinds type types example examples main key role way ways sort mean means meaning
     refer refers referred called call considered consider regarded regard also exactly specifically actually
-    """.split()
-)
-# Function words that bm25's stop list keeps but that never carry a question's focus.
-FUNCTION_WORDS = frozenset(
-    """
-    who whom whose what which when where why how is are was were be been being do does did done can could will
-    would should shall has have had may might must its it it's their them they he she his her him we our you your
-    i me my this that these those there here many much some any each every all both either neither other another
-    such very more most less least one ones thing things something anything did doing get got make made
-    from under after before about into onto over with within without between among through during against
-    toward towards upon via per like near since until off out up down than then too also just only
     """.split()
 )
 _FRAME_TERMS = frozenset(t for w in FRAME_WORDS for t in analyze(w))
@@ -82,7 +70,7 @@ class Focus:
     """One thing the question is about: a name, a number or a content word, as written and as terms."""
 
     text: str  # as the question writes it ("Japan", "astronauts")
-    terms: tuple[str, ...]  # analysed terms (see rag.lexical.analyze)
+    terms: tuple[str, ...]  # analysed terms (see rag.text.lexical.analyze)
     kind: str  # "name", "number" or "word"
 
 
@@ -107,7 +95,7 @@ def expected_answer(question: str) -> str | None:
     for kind, pattern in _EXPECTS:
         if pattern.search(question):
             return kind
-    first = _WORD_RE.search(question)
+    first = WORD_RE.search(question)
     if first and first.group().casefold() in _AUXILIARIES:
         return YESNO
     return None
@@ -115,7 +103,7 @@ def expected_answer(question: str) -> str | None:
 
 def _names(question: str) -> list[tuple[int, int]]:
     """Spans of names: runs of capitalised words or acronyms ("Outer Space Treaty", "NASA", "Türkiye's")."""
-    words = list(_WORD_RE.finditer(question))
+    words = list(WORD_RE.finditer(question))
     spans: list[tuple[int, int]] = []
     run: list[re.Match] = []
 
@@ -172,7 +160,7 @@ def analyze_question(question: str) -> QuestionAnalysis:
             taken.update(terms)
         for i in range(start, end):
             covered[i] = True
-    for m in _WORD_RE.finditer(question):
+    for m in WORD_RE.finditer(question):
         if covered[m.start()]:
             continue
         word = m.group().strip(".-'’")
@@ -197,25 +185,12 @@ def question_parts(question: str) -> list[str]:
     return pieces if len(pieces) > 1 else [question]
 
 
-def content_words(text: str) -> tuple[str, ...]:
-    """Distinct case-folded words of ``text`` that can carry meaning (no stop or function words, no numbers)."""
-    return tuple(
-        dict.fromkeys(w for w in (m.casefold() for m in _WORD_RE.findall(text)) if w not in STOPWORDS and w not in FUNCTION_WORDS and not w.isdigit())
-    )
-
-
 # ------------------------------------------------------------------ follow-ups
 
 _CONNECTIVE_RE = re.compile(r"^\s*(?:and|but|also|so|then|what about|how about|and what about)\b", re.I)
 _ANAPHORA = frozenset(
     "it its it's they them their theirs this that these those he him his she her there such former latter".split()
 )
-_PLAIN_WORD_RE = re.compile(r"[\w'’]+", re.UNICODE)
-
-
-def plain_words(text: str) -> list[str]:
-    """The words of ``text`` as written (letters, digits and apostrophes)."""
-    return _PLAIN_WORD_RE.findall(text)
 
 
 def _names_after_first(words: list[str]) -> list[str]:

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from rag.answer_config import AnswerConfig
-from rag.answerability import Verdict
-from rag.candidates import Candidate
-from rag.lexical import analyze
-from rag.markers import strip_markers
-from rag.retrieve import SearchResult
+from rag.answer.config import AnswerConfig
+from rag.answer.answerability import Verdict
+from rag.answer.candidates import Candidate
+from rag.text.lexical import analyze
+from rag.answer.markers import strip_markers
+from rag.search.retrieve import SearchResult
 
 _MARKER_RE = re.compile(r"\[(\d+)\]")
 _WS_RE = re.compile(r"\s+")

@@ -1,5 +1,5 @@
 """The answerability check applied to one loaded index: features of the candidate units, verdicts for a
-question (or one of its parts), and what quoted units leave out of it (rules in rag/answerability.py)."""
+question (or one of its parts), and what quoted units leave out of it (rules in rag/answer/answerability.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from rag.answerability import AnswerabilityModel, Evidence, Verdict, answer_type_present, decide, features, present, uncovered
-from rag.question import QuestionAnalysis
-from rag.unit_cache import UnitCache, WordVectors
+from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict, answer_type_present, decide, features, present, uncovered
+from rag.answer.question import QuestionAnalysis
+from rag.answer.unit_cache import UnitCache, WordVectors
 
 
 def feature_rows(computed, mask: list[bool]):

@@ -2,7 +2,7 @@
 
 A shard returns its dense and BM25 top candidates with corpus rows (:func:`shard_candidates`); the
 merge (:func:`merge`) keeps the global top of each list, ties broken by corpus row as the local
-retriever breaks them, and fuses them with the same functions (``rag.fusion``). Because BM25 shards
+retriever breaks them, and fuses them with the same functions (``rag.search.fusion``). Because BM25 shards
 score with corpus-wide statistics and each shard is asked for as many candidates as one index would
 take, the merged ranking equals the single-index ranking. The same two functions serve an in-process
 search (:class:`ShardedRetriever`) and shards on other machines.
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.fusion import convex_combination, reciprocal_rank_fusion, top
+from rag.search.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
-from rag.retrieve import Filters
+from rag.search.retrieve import Filters
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _best(rows: list[int], key: dict[int, float], pool: int) -> list[int]:
 def merge(
     parts: list[Candidates], k: int, mode: str, pool: int, *, fusion: str = "convex", alpha: float = 0.5, rrf_k: int = 60, with_dense: bool = True
 ) -> list[Hit]:
-    """The ``k`` best hits over all shards, fused exactly as :class:`rag.retrieve.Retriever` fuses one index."""
+    """The ``k`` best hits over all shards, fused exactly as :class:`rag.search.retrieve.Retriever` fuses one index."""
     where: dict[int, tuple[int, int]] = {}
     cosine: dict[int, float] = {}
     bm25: dict[int, float] = {}

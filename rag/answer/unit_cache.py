@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rag.answerability import Evidence, defined_acronyms
-from rag.candidates import Candidate
-from rag.lexical import analyze, term_names
-from rag.question import content_words
-from rag.retrieve import SearchResult
+from rag.answer.answerability import Evidence, defined_acronyms
+from rag.answer.candidates import Candidate
+from rag.text.lexical import analyze, term_names
+from rag.text.words import content_words
+from rag.search.retrieve import SearchResult
 
 UNIT_CACHE_SIZE = 200_000  # answer units whose analysed parts are kept with a loaded index
 

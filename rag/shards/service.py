@@ -1,18 +1,18 @@
 """Searching and answering over a sharded build, the shards in this process or on other machines.
 
 The ingress side of sharded serving. Shards are reached through a :class:`ShardSet` (the
-:class:`rag.shard_server.ShardServer` objects themselves in this process, Ray Serve handles on a
+:class:`rag.shards.server.ShardServer` objects themselves in this process, Ray Serve handles on a
 cluster, api/ray_shards.py); every call is fanned out to the shards at once.
 
 * :class:`ShardedView` is what the routes read as "the index": the build's manifest and articles,
   passages by id and their neighbours, and the corpus-wide tables answers need (the mean answer-unit
   vector, the acronyms the documents define), summed over the shards once per build.
 * :class:`ShardedRetriever` asks every shard for its candidates and fuses them as one index would
-  (rag/shard_search.py).
+  (rag/shards/search.py).
 * :class:`ShardedAnswerService` retrieves the same way, then gathers from the shards what one index
   stores about the retrieved chunks (answer units, their vectors and terms, word vectors, corpus-wide
   document frequencies) into a small index of those chunks alone, and composes with the unchanged
-  :class:`rag.answer.AnswerService`: an answer from shards is the answer of one index.
+  :class:`rag.answer.service.AnswerService`: an answer from shards is the answer of one index.
 """
 
 from __future__ import annotations
@@ -28,20 +28,21 @@ import numpy as np
 
 from core.errors import IndexFormatError, QueryError
 from core.files import sha256_file
-from rag.answer import AnswerService, Retrieval
-from rag.answer_config import AnswerConfig
-from rag.answerability import acronym_table
-from rag.chunking import Chunk
-from rag.filters import Filters
+from rag.answer.service import AnswerService, Retrieval
+from rag.answer.config import AnswerConfig
+from rag.answer.answerability import acronym_table
+from rag.text.chunking import Chunk
+from rag.search.filters import Filters
 from rag.index import Index, TermTable
 from rag.index.format import ARTICLES
 from rag.index.load import check_model
 from rag.index.shards import read_sharded_manifest
-from rag.lexical import analyze, idf
-from rag.question import analyze_question, content_words, plain_words, question_parts
-from rag.retrieve import SearchResult, check_query, check_settings, encode_query
-from rag.shard_search import Hit, merge
-from rag.shard_server import ShardEvidence, ShardServer, ShardSummary
+from rag.text.lexical import analyze, idf
+from rag.answer.question import analyze_question, question_parts
+from rag.search.retrieve import SearchResult, check_query, check_settings, encode_query
+from rag.shards.search import Hit, merge
+from rag.shards.server import ShardEvidence, ShardServer, ShardSummary
+from rag.text.words import content_words, plain_words
 
 
 class ShardSet(Protocol):

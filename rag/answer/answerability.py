@@ -25,9 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from rag.lexical import analyze
-from rag.markers import strip_markers
-from rag.question import AGENT, DATE, PLACE, QUANTITY, REASON, YESNO, Focus, QuestionAnalysis
+from rag.text.lexical import analyze
+from rag.answer.markers import strip_markers
+from rag.answer.question import AGENT, DATE, PLACE, QUANTITY, REASON, YESNO, Focus, QuestionAnalysis
 
 #: Names written differently in questions and documents.
 ALIASES: tuple[tuple[str, ...], ...] = (

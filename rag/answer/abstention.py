@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.answerability import Verdict, message
-from rag.lexical import STOPWORDS, analyze, fold
-from rag.question import QuestionAnalysis, plain_words
+from rag.answer.answerability import Verdict, message
+from rag.text.lexical import STOPWORDS, analyze, fold
+from rag.answer.question import QuestionAnalysis
+from rag.text.words import plain_words
 
 ABSTAIN_MESSAGE = "The corpus does not cover this question, so there is no cited answer to give."
 NEEDS_CONTEXT_MESSAGE = (

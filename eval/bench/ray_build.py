@@ -1,6 +1,6 @@
 """Build throughput on Ray: one embedding actor, two actors, and the local build, in the same run.
 
-    python -m eval.ray_bench --data ../shared/datasets/scifact --docs 200 [--backend onnx] [--address ADDR]
+    python -m eval.bench.ray_build --data ../shared/datasets/scifact --docs 200 [--backend onnx] [--address ADDR]
 
 Each build starts from an empty embedding cache (the ONNX export is shared), so every chunk, answer
 unit and word is embedded. Printed: seconds, chunks/s and texts/s per build, the ratios the scale-out
@@ -45,7 +45,7 @@ def _build(kind: str, settings, actors: int | None) -> dict:
     if kind == "local":
         report = index_corpus(settings, progress=False)
     else:
-        from rag.ray_build import index_with_ray
+        from rag.shards.ray_build import index_with_ray
 
         report = index_with_ray(settings, actors=actors, progress=False)
     seconds = time.perf_counter() - started
@@ -73,7 +73,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     from embeddings.onnx import ensure_export
-    from rag.ray_build import connect
+    from rag.shards.ray_build import connect
     from rag.settings import load_settings
 
     root = Path(tempfile.mkdtemp(prefix="rag-ray-bench-"))

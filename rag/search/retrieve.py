@@ -1,5 +1,5 @@
 """Retrieval: dense (FAISS) and lexical (BM25) rankers behind one protocol, and a hybrid that fuses them
-by normalised scores or reciprocal rank (:mod:`rag.fusion`)."""
+by normalised scores or reciprocal rank (:mod:`rag.search.fusion`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 
 from core.errors import QueryError
 from embeddings.base import Encoder
-from rag.chunking import Chunk
-from rag.filters import FILTER_KEYS, Filters
-from rag.fusion import convex_combination, reciprocal_rank_fusion, top
+from rag.text.chunking import Chunk
+from rag.search.filters import FILTER_KEYS, Filters
+from rag.search.fusion import convex_combination, reciprocal_rank_fusion, top
 from rag.index import Index
-from rag.modes import MODES, Mode, check_mode
+from rag.search.modes import MODES, Mode, check_mode
 
 __all__ = [
     "FILTER_KEYS", "FUSIONS", "MODES", "DenseRanker", "Filters", "HybridRanker", "LexicalRanker", "Mode", "Query",

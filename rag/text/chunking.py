@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from corpus.markdown import slugify
 from corpus.models import Article, page_at
 from core.errors import ConfigError
-from rag.units import split_sentences
-from rag.tokens import count_tokens
+from rag.text.units import split_sentences
+from rag.text.tokens import count_tokens
 
 BREADCRUMB_SEPARATOR = " > "
 

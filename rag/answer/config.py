@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.answerability import AnswerabilityModel
+from rag.answer.answerability import AnswerabilityModel
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class AnswerConfig:
     abstain_threshold: float = 0.24  # below this support the service abstains
     min_known_words: float = 0.5  # share of question words a dictionary or the corpus must know
     max_history: int = 5
-    answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answerability.py)
+    answerability: AnswerabilityModel = AnswerabilityModel()  # does a unit answer the question (rag/answer/answerability.py)
     yes_no_sentences: int = 2  # a yes/no question is settled by its best quote, and one more at most
     extra_share: float = 0.5  # quotes after the first need this share of the answerability threshold
     uncertain_sentences: int = 4  # most quotes in an answer that says part of the question is not covered

@@ -1,7 +1,7 @@
 """Memory a shard server holds, at S = 1 and S = 2: what a shard replica of ``rag serve --engine ray`` adds
 to its process for its part of the index.
 
-    python -m eval.shard_memory_bench [--data ../shared/datasets/scifact] [--docs 0] [--questions 50]
+    python -m eval.bench.shard_memory [--data ../shared/datasets/scifact] [--docs 0] [--questions 50]
 
 Indexes the dataset's documents (a BEIR folder: SciFact's 5,183 abstracts by default) with a hashing
 encoder of the bundled model's width (384; memory depends on the width, not on the model), once as one
@@ -47,8 +47,8 @@ def probe(build: str, shard: int, questions: list[str]) -> dict:
     import faiss  # noqa: F401
 
     from rag.index import load_index
-    from rag.lexical import term_names
-    from rag.shard_server import ShardServer, _Build
+    from rag.text.lexical import term_names
+    from rag.shards.server import ShardServer, _Build
 
     encoder = HashingEncoder(dim=DIM)
     vectors = encoder.embed_batch(questions)
@@ -107,7 +107,7 @@ def main() -> None:
             folder = build / f"shard-{shard:03d}" if shards > 1 else build
             disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
             proc = subprocess.run(
-                [sys.executable, "-m", "eval.shard_memory_bench", "--probe", str(build), str(shard)],
+                [sys.executable, "-m", "eval.bench.shard_memory", "--probe", str(build), str(shard)],
                 input=json.dumps(questions), capture_output=True, text=True, check=True,
             )
             got = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer_config import AnswerConfig
-from rag.lexical import analyze
-from rag.retrieve import SearchResult
+from rag.answer.config import AnswerConfig
+from rag.text.lexical import analyze
+from rag.search.retrieve import SearchResult
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Cited answers: the service that takes a question to a cited, extractive answer or an honest abstention.
 
-The steps live in their own modules: candidate units and their scores (:mod:`rag.candidates`), what each
-unit holds (:mod:`rag.unit_cache`), whether units answer the question (:mod:`rag.judge`,
-:mod:`rag.answerability`), abstentions and their reasons (:mod:`rag.abstention`), and the quotes with their
-numbered citations (:mod:`rag.compose`). Support for an answer is measured per unit as a mix of embedding
+The steps live in their own modules: candidate units and their scores (:mod:`rag.answer.candidates`), what each
+unit holds (:mod:`rag.answer.unit_cache`), whether units answer the question (:mod:`rag.answer.judge`,
+:mod:`rag.answer.answerability`), abstentions and their reasons (:mod:`rag.answer.abstention`), and the quotes with their
+numbered citations (:mod:`rag.answer.compose`). Support for an answer is measured per unit as a mix of embedding
 similarity and IDF-weighted overlap with the question's terms; below ``abstain_threshold`` the service
 says the corpus does not cover the question instead of citing the nearest unrelated text.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import QueryError
-from rag.abstention import (
+from rag.answer.abstention import (
     ABSTAIN_MESSAGE,
     NEEDS_CONTEXT_MESSAGE,
     REFERENCES_MESSAGE,
@@ -26,17 +26,17 @@ from rag.abstention import (
     partial_note,
     verdict_abstention,
 )
-from rag.answer_config import AnswerConfig
-from rag.answerability import AnswerabilityModel, Evidence, Verdict
-from rag.candidates import Candidate, score_units
-from rag.compose import AnswerSentence, Citation, Generator, choose, cite, renumber
+from rag.answer.config import AnswerConfig
+from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict
+from rag.answer.candidates import Candidate, score_units
+from rag.answer.compose import AnswerSentence, Citation, Generator, choose, cite, renumber
 from rag.faults import checkpoint
-from rag.filters import Filters
-from rag.judge import Judge, feature_rows
-from rag.modes import Mode
-from rag.question import YESNO, QuestionAnalysis, analyze_question, contextual_query, dangling_reference, needs_context, question_parts
-from rag.retrieve import Retriever, SearchResult
-from rag.unit_cache import UnitCache
+from rag.search.filters import Filters
+from rag.answer.judge import Judge, feature_rows
+from rag.search.modes import Mode
+from rag.answer.question import YESNO, QuestionAnalysis, analyze_question, contextual_query, dangling_reference, needs_context, question_parts
+from rag.search.retrieve import Retriever, SearchResult
+from rag.answer.unit_cache import UnitCache
 
 __all__ = [
     "ABSTAIN_MESSAGE", "NEEDS_CONTEXT_MESSAGE", "REFERENCES_MESSAGE", "Abstention", "Answer", "AnswerConfig",

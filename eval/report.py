@@ -77,10 +77,15 @@ def summary_table(summary: Mapping[str, object]) -> str:
 
 def write_json(path: str | Path, payload: dict) -> Path:
     """Write a results file atomically, stamped with the results format version."""
+    return write_json_as_is(path, {"version": RESULTS_VERSION, **payload})
+
+
+def write_json_as_is(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` atomically and unstamped, for files whose layout is fixed elsewhere (SQuAD predictions)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"version": RESULTS_VERSION, **payload}, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(tmp, path)
     return path
 

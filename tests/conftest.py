@@ -15,6 +15,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json  # noqa: E402
+import select  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -239,6 +240,19 @@ def bundled_index_dir(bundled_index) -> Path:
     return bundled_index.index_dir
 
 
+def server_env(tmp: Path, index_dir: Path) -> dict[str, str]:
+    """Environment for a real-model ``rag serve`` over ``index_dir``: no rate limit, the cache inside ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_INDEX_DIR=str(index_dir),
+        RAG_CACHE_DIR=str(tmp / "cache"),
+        RAG_RATE_LIMIT="",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    return env
+
+
 @pytest.fixture(scope="session")
 def model_server(tmp_path_factory, bundled_index_dir):
     """One real ``rag serve`` (the bundled model, one worker, no rate limit) over the bundled index for the
@@ -247,12 +261,7 @@ def model_server(tmp_path_factory, bundled_index_dir):
     from eval.live_server import LiveServer
 
     tmp = tmp_path_factory.mktemp("model-server")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        RAG_INDEX_DIR=str(bundled_index_dir), RAG_CACHE_DIR=str(tmp / "cache"), RAG_RATE_LIMIT="",
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-    )
-    live = LiveServer(env).start(tmp / "server.log", timeout=300)
+    live = LiveServer(server_env(tmp, bundled_index_dir)).start(tmp / "server.log", timeout=300)
     try:
         yield live
     finally:
@@ -330,6 +339,26 @@ def run_rag(args: list[str], env: Mapping[str, str], cwd: Path | None = None, ti
         [str(RAG_BIN), *args], env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
     return RagRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wait_for_pause(proc: subprocess.Popen, stage: str, timeout: float = 60) -> None:
+    """Read ``proc``'s stderr until it says it paused at ``stage`` (RAG_FAULT_PAUSE); fail, and reap it, if it never does."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.strip() == f"rag: paused at {stage}":
+            return
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    pytest.fail(f"rag never paused at {stage}; stderr: {''.join(seen)!r}")
 
 
 @pytest.fixture

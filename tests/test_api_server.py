@@ -4,7 +4,6 @@ over the wire, request ids in the server log, and refusal to start on a missing 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -13,8 +12,8 @@ import httpx
 import pytest
 
 from answer_checks import check_answer_dict, parse_sse
-from conftest import RAG_BIN, run_rag, wait_until
-from eval.live_server import LiveServer, free_port
+from conftest import RAG_BIN, run_rag, server_env, wait_until
+from eval.live_server import free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -37,18 +36,6 @@ KNOWN_ANSWERS = [
     ("Which negotiations are expected to gain importance in the coming years?", FUTURE, "space tourism"),
     ("Which partners are involved in the International Space Station?", POST_COLD_WAR, "Canada"),
 ]
-
-
-def server_env(tmp: Path, index_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        RAG_INDEX_DIR=str(index_dir),
-        RAG_CACHE_DIR=str(tmp / "cache"),
-        RAG_RATE_LIMIT="",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-    )
-    return env
 
 
 @pytest.fixture(scope="module")

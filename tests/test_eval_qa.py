@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from eval.errors import EvalDataError
 from eval.qa import DEFAULT_QUESTIONS, QAItem, load_question_set, score_response
-from tests.conftest import build_fake_index, run_rag
+from tests.conftest import build_fake_index, run_rag, server_env
 
 
 def write_questions(path: Path, rows: list[dict]) -> Path:
@@ -128,15 +127,7 @@ def test_eval_qa_against_a_live_server(model_server, bundled_index, tmp_path):
     by_id = {json.loads(line)["id"]: json.loads(line) for line in DEFAULT_QUESTIONS.read_text().splitlines() if line.strip()}
     chosen = [by_id[q] for q in ("qa-020", "qa-021", "qa-022", "qa-075")]
     questions = write_questions(tmp_path / "q.jsonl", chosen)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        RAG_INDEX_DIR=str(bundled_index.index_dir),
-        RAG_CACHE_DIR=str(tmp_path / "cache"),
-        RAG_ENCODER="minilm",
-        RAG_THREADS="2",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-    )
+    env = server_env(tmp_path, bundled_index.index_dir)  # the client's; the server is the session's
     server = model_server
     out = tmp_path / "qa.json"
     result = run_rag(["eval", "qa", str(questions), "--url", server.url, "--out", str(out)], env, cwd=tmp_path, timeout=300)

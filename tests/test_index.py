@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from conftest import RAG_BIN, SMALL_CORPUS, RagRun, rag_env, write_files
+from conftest import RAG_BIN, SMALL_CORPUS, RagRun, rag_env, wait_for_pause, write_files
 from corpus import corpus_fingerprint, load_corpus
 from embeddings import HashingEncoder
 from embeddings.cache import EmbeddingCache
@@ -313,25 +311,6 @@ def _spawn_rag(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen([str(RAG_BIN), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_pause(proc: subprocess.Popen, stage: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if line.strip() == f"rag: paused at {stage}":
-            return
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    pytest.fail(f"rag index never paused at {stage}; stderr: {''.join(seen)!r}")
-
-
 def _kill(proc: subprocess.Popen) -> None:
     """SIGKILL a process we started (if it still runs) and reap it."""
     alive = proc.poll() is None
@@ -348,7 +327,7 @@ def test_two_concurrent_builds_second_is_refused(tmp_path: Path, small_corpus, s
     env = rag_env(tmp_path, RAG_CORPUS_DIR=small_corpus, RAG_FAULT_PAUSE="build-start:60")
     proc = _spawn_rag(["index"], env)
     try:
-        _wait_for_pause(proc, "build-start")
+        wait_for_pause(proc, "build-start")
         with pytest.raises(IndexLockedError, match=f"pid {proc.pid}"):
             build(small_articles, tmp_path / "index", fake_encoder)
     finally:
@@ -449,7 +428,7 @@ def killed_builds(tmp_path_factory) -> dict[str, Killed]:
     after_kill = {}
     try:
         for stage, proc in procs.items():
-            _wait_for_pause(proc, stage)
+            wait_for_pause(proc, stage)
             _kill(proc)
     finally:
         for proc in procs.values():

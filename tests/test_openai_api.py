@@ -12,7 +12,6 @@ from api import chat
 from conftest import build_fake_index, rag_env
 from corpus import DEFAULT_CORPUS_DIR
 from eval.live_server import LiveServer
-from test_api_server import server_env
 
 QUESTION = "Which agreement says the Moon cannot be claimed by any nation?"
 OFF_TOPIC = "Who won the 2018 World Cup?"

@@ -6,14 +6,13 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import RAG_BIN, rag_env, run_rag
+from conftest import RAG_BIN, rag_env, run_rag, wait_for_pause
 from eval.datasets import load_dataset
 from core.errors import ConfigError, IndexFormatError
 from rag.text.lexical import LexicalIndex
@@ -274,17 +273,6 @@ def _start_tuning_paused(tmp: Path) -> tuple[subprocess.Popen, Path]:
     return proc, output
 
 
-def _wait_for_pause(proc: subprocess.Popen) -> None:
-    lines = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        lines.append(line)
-        if "paused at tune-written" in line or not line:
-            break
-    assert "paused at tune-written" in lines[-1], "".join(lines)[-2000:]
-
-
 @pytest.mark.model
 @pytest.mark.slow
 def test_interrupted_tuning_leaves_no_model(tmp_path):
@@ -293,7 +281,7 @@ def test_interrupted_tuning_leaves_no_model(tmp_path):
     runs = {signum: _start_tuning_paused(tmp_path / signum.name) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         for signum, (proc, output) in runs.items():
-            _wait_for_pause(proc)
+            wait_for_pause(proc, "tune-written", timeout=300)
             # Everything is written, in a folder beside the destination; the destination does not exist yet.
             assert not output.exists() and list(output.parent.glob(".tiny.tmp-*")), signum.name
         for signum, (proc, _) in runs.items():

@@ -88,6 +88,7 @@ def squad_command(
 
     from eval.reader.predict import answers_at, predictions
     from eval.reader.squad import load_squad, summary
+    from eval.report import write_json_as_is
     from rag.answer.reader import DEFAULT_READER_DIR, Reader
 
     questions = load_squad(data)
@@ -95,7 +96,7 @@ def squad_command(
     with tqdm(total=len(questions), desc="reading", unit="question", file=sys.stderr, disable=as_json) as bar:
         found = predictions(questions, model.read_batch, bar.update)
     answers = answers_at(found, model.settings.threshold)
-    _write_predictions(predictions_out, answers)
+    write_json_as_is(predictions_out, answers)  # the official layout: nothing but id -> answer text
     figures = summary(questions, answers)
     if as_json:
         typer.echo(json.dumps({"reader": str(model.folder), "threshold": model.settings.threshold, **figures}, indent=1))
@@ -105,14 +106,3 @@ def squad_command(
         f"answerable F1 {figures.get('HasAns_f1', 0):.2f}, no-answer accuracy {figures.get('NoAns_exact', 0):.2f} "
         f"(threshold {model.settings.threshold}); predictions: {predictions_out}"
     )
-
-
-def _write_predictions(path: Path, answers: dict[str, str]) -> None:
-    """The official predictions file (nothing but question id -> answer text), written atomically."""
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)

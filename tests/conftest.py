@@ -342,23 +342,27 @@ def run_rag(args: list[str], env: Mapping[str, str], cwd: Path | None = None, ti
 
 
 def wait_for_pause(proc: subprocess.Popen, stage: str, timeout: float = 60) -> None:
-    """Read ``proc``'s stderr until it says it paused at ``stage`` (RAG_FAULT_PAUSE); fail, and reap it, if it never does."""
+    """Read ``proc``'s stderr until it says it paused at ``stage`` (RAG_FAULT_PAUSE); fail, and reap it, if it never does.
+
+    Reads the pipe's descriptor directly: a buffered ``readline`` can pull the pause line into Python's
+    buffer together with an earlier one, after which ``select`` on the descriptor waits for bytes that
+    have already arrived (a paused process writes nothing more)."""
     deadline = time.monotonic() + timeout
-    seen = []
+    fd, seen, wanted = proc.stderr.fileno(), b"", f"rag: paused at {stage}"
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             break
-        line = proc.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        seen.append(line)
-        if line.strip() == f"rag: paused at {stage}":
+        seen += chunk
+        if any(line.strip() == wanted for line in seen.decode(errors="replace").splitlines()):
             return
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    pytest.fail(f"rag never paused at {stage}; stderr: {''.join(seen)!r}")
+    pytest.fail(f"rag never paused at {stage} within {timeout:.0f} s; stderr ends: {seen.decode(errors='replace')[-2000:]!r}")
 
 
 @pytest.fixture

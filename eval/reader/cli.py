@@ -24,7 +24,7 @@ def train_reader_command(
     max_length: Annotated[int, typer.Option("--max-length", min=64, max=512, help="Word pieces per window (256 or 384).")] = 256,
     stride: Annotated[int, typer.Option("--stride", min=8, max=256, help="Word pieces shared by consecutive windows.")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256)] = 16,
-    learning_rate: Annotated[float, typer.Option("--lr", min=1e-7, max=1e-2)] = 5e-5,
+    learning_rate: Annotated[float, typer.Option("--lr", min=1e-7, max=1e-2)] = 2e-4,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Use only the first N questions of each part (smoke tests).")] = 0,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps in all, then validate and export (-1: all).")] = -1,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints.")] = 200,

@@ -43,6 +43,17 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class ShortAnswer:
+    """The reader's span: ``text`` is exactly the passage text of citation ``citation`` at ``start:end``
+    (offsets in the same space as that citation's quote offsets, inside its quote)."""
+
+    text: str
+    citation: int  # the n of the citation it lies in
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class AnswerSentence:
     text: str  # the sentence as it appears in the answer, markers included
     citations: tuple[int, ...]  # the n of each citation it rests on

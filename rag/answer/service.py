@@ -29,7 +29,7 @@ from rag.answer.abstention import (
 from rag.answer.config import AnswerConfig
 from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict
 from rag.answer.candidates import Candidate, score_units
-from rag.answer.compose import AnswerSentence, Citation, Generator, choose, cite, renumber
+from rag.answer.compose import AnswerSentence, Citation, Generator, ShortAnswer, choose, cite, renumber
 from rag.faults import checkpoint
 from rag.search.filters import Filters
 from rag.answer.judge import Judge, feature_rows
@@ -40,7 +40,7 @@ from rag.answer.unit_cache import UnitCache
 
 __all__ = [
     "ABSTAIN_MESSAGE", "NEEDS_CONTEXT_MESSAGE", "REFERENCES_MESSAGE", "Abstention", "Answer", "AnswerConfig",
-    "AnswerSentence", "AnswerService", "Citation", "Generator", "Retrieval", "contextual_query",
+    "AnswerSentence", "AnswerService", "Citation", "Generator", "Retrieval", "ShortAnswer", "contextual_query",
     "dangling_reference", "needs_context", "renumber",
 ]
 
@@ -57,6 +57,8 @@ class Answer:
     search_query: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     abstention: Abstention | None = None  # set when abstained, and for a partial answer
+    short_answer: ShortAnswer | None = None  # the reader's span inside one of the citations; None when abstained or none fits
+    reader: str | None = None  # the reader that judged the answer (its name and fingerprint prefix); None without one
 
 
 @dataclass

@@ -16,6 +16,7 @@ and a missing ``answerable`` when ``kind`` says off-topic or near-domain.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -154,6 +155,8 @@ class QAResult:
     abstention_message: str = ""
     names_missing: bool | None = None  # the abstention names what the question's "missing" lists
     corpus: str = ""
+    short_answer: str | None = None  # the reader's span, when the answer has one
+    short_answer_key: bool | None = None  # a factoid question's (FACTOID_RE) short answer holds every answer-key group
 
     @property
     def handled(self) -> bool:
@@ -202,6 +205,27 @@ def _problems(item: QAItem, result: QAResult, abstained: bool) -> list[str]:
     return problems
 
 
+#: The questions whose short answer is scored against the answer key: who, when, where, how many, which.
+FACTOID_RE = re.compile(r"^\s*(?:who|whom|when|where|how\s+many|which)\b", re.I)
+
+
+def short_answer_problems(short: dict | None, citations: Sequence[dict], texts: dict[str, str]) -> list[str]:
+    """What is wrong with a response's ``short_answer``: it must lie inside the quote of the citation it names,
+    and its text must be the passage text at its offsets."""
+    if not short:
+        return []
+    cited = next((c for c in citations if c.get("n") == short.get("citation")), None)
+    if cited is None:
+        return [f"short answer names citation {short.get('citation')}, which the answer does not have"]
+    start, end, text = short.get("start"), short.get("end"), short.get("text")
+    if not (isinstance(start, int) and isinstance(end, int) and cited["start"] <= start < end <= cited["end"]):
+        return [f"short answer offsets {start}-{end} lie outside the quote of citation {cited['n']}"]
+    passage = texts.get(cited["passage_id"])
+    if passage is not None and passage[start:end] != text:
+        return [f"short answer {text!r} is not the passage text at {start}-{end}"]
+    return []
+
+
 def score_response(item: QAItem, response: dict, latency_ms: float, passage_text: Callable[[str], str | None]) -> QAResult:
     """Check one ``/ask`` response against the question's gold sections and answer key."""
     if "error" in response:
@@ -237,9 +261,14 @@ def score_response(item: QAItem, response: dict, latency_ms: float, passage_text
         citation_rank=m.first_hit(cited, item.gold_sections),
         passage_rank=m.first_hit(retrieved, item.gold_sections),
         key_groups=m.answer_key_groups("" if abstained else answer, item.answer_key),
-        citation_problems=m.citation_problems(answer, abstained, citations, texts),
+        citation_problems=m.citation_problems(answer, abstained, citations, texts)
+        + short_answer_problems(response.get("short_answer"), citations, texts),
         gold_sections=[list(s) for s in item.gold_sections],
     )
+    short = response.get("short_answer") or {}
+    result.short_answer = short.get("text")
+    if item.answerable and item.answer_key and FACTOID_RE.match(item.question):
+        result.short_answer_key = all(m.answer_key_groups(result.short_answer or "", item.answer_key))
     abstention = response.get("abstention") or {}
     result.abstention_reason = abstention.get("reason")
     result.abstention_message = abstention.get("message") or ""
@@ -321,6 +350,10 @@ def summarise(results: Sequence[QAResult]) -> dict:
         summary[f"passage_hit@{k}"] = _share([m.hit_at(r.passage_rank, k) for r in gold])
     summary["passage_mrr"] = _mean([m.reciprocal_rank(r.passage_rank) for r in gold])
     summary["answer_key_recall"] = _share([bool(r.key_match) for r in keyed])
+    factoid = [r for r in answerable if r.short_answer_key is not None and r.error is None]
+    summary["factoid_questions"] = len(factoid)
+    summary["short_answer_key"] = _share([bool(r.short_answer_key) for r in factoid])
+    summary["short_answered"] = _share([r.short_answer is not None for r in answerable if not r.abstained and r.error is None])
     summary["citation_validity"] = _share([not r.citation_problems for r in ok])
     summary["abstention_precision"] = abst.precision
     summary["abstention_recall"] = abst.recall

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from corpus.loader import load_corpus
 from embeddings import Encoder, get_encoder, query_backend
 from embeddings.cache import EmbeddingCache
+from rag.answer.reader import BUNDLED_READER_DIR, Reader
 from rag.answer.service import AnswerConfig, AnswerService
 from rag.text.chunking import ChunkerConfig
 from rag.index import BuildReport, Index, build_index, load_index
@@ -148,11 +149,19 @@ def open_service(settings: Settings, encoder: Encoder | None = None, *, shards=N
         from rag.shards.service import open_sharded_service
 
         single_threaded_blas()
-        return open_sharded_service(settings, encoder, answer_config(settings), shards)
+        return open_sharded_service(settings, encoder, answer_config(settings), shards, reader=make_reader(settings))
     return open_answer_service(settings, open_index(settings, encoder, mmap=True), encoder)
+
+
+def make_reader(settings: Settings) -> Reader | None:
+    """The reader the settings ask for, loaded (a missing or damaged one fails here, at start, in one line);
+    None with ``RAG_READER=off``."""
+    if not settings.reader:
+        return None
+    return Reader(settings.reader_path or BUNDLED_READER_DIR).load()
 
 
 def open_answer_service(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> AnswerService:
     """Everything a question needs, loaded and ready."""
     single_threaded_blas()
-    return AnswerService(open_retriever(settings, index, encoder), answer_config(settings))
+    return AnswerService(open_retriever(settings, index, encoder), answer_config(settings), reader=make_reader(settings))

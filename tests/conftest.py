@@ -305,6 +305,7 @@ def rag_env(tmp: Path, **extra: str | Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(
         RAG_ENCODER="hashing",
+        RAG_READER="off",  # the fake encoder's tests check the word-and-similarity decision; model_env turns the reader on
         RAG_INDEX_DIR=str(tmp / "index"),
         RAG_CACHE_DIR=str(tmp / "cache"),
         HF_HUB_OFFLINE="1",
@@ -319,6 +320,8 @@ def model_env(tmp: Path, **extra: str | Path) -> dict[str, str]:
     env = rag_env(tmp, **extra)
     if "RAG_ENCODER" not in extra:
         del env["RAG_ENCODER"]
+    if "RAG_READER" not in extra:
+        del env["RAG_READER"]
     return env
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict, answer_type_present, decide, features, present, uncovered
+from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict, answer_type_present, decide, explain, features, present, uncovered
 from rag.answer.question import QuestionAnalysis
 from rag.answer.unit_cache import UnitCache, WordVectors
 
@@ -32,6 +32,17 @@ class Judge:
     def decide(self, question: QuestionAnalysis, evidence: list[Evidence], computed, threshold: float | None = None) -> Verdict:
         model = self.model if threshold is None else replace(self.model, threshold=threshold)
         return decide(question, evidence, computed, self._idf(question), self.units.acronyms(), model)
+
+    def explain(self, question: QuestionAnalysis, evidence: list[Evidence], best: int | None) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """Why ``evidence`` does not answer ``question``: the reason, the focus missing and the names mentioned."""
+        return explain(question, evidence, self._idf(question), self.units.acronyms(), best)
+
+    def absent_names(self, question: QuestionAnalysis, evidence: list[Evidence]) -> tuple[str, ...]:
+        """Names and numbers of the question that no passage of ``evidence`` holds."""
+        terms = frozenset().union(*(ev.passage_terms for ev in evidence)) if evidence else frozenset()
+        text = " ".join(dict.fromkeys(ev.passage_text for ev in evidence))
+        acronyms = self.units.acronyms()
+        return tuple(n.text for n in question.names if not present(n, terms, acronyms, text))
 
     def has_unindexed_words(self, question: QuestionAnalysis) -> bool:
         known = self.index.words or {}

@@ -24,8 +24,9 @@ FORMAT_VERSION = 1
 READER_META = "reader.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-#: Where ``rag eval squad`` looks without ``--reader``: the folder ``rag train-reader`` writes by default.
-DEFAULT_READER_DIR = Path("models/reader/model")
+#: The reader that ships with the package (model card: its README.md), used unless ``RAG_READER_PATH`` names another.
+BUNDLED_READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
+DEFAULT_READER_DIR = BUNDLED_READER_DIR
 #: Longer questions are cut to this many word pieces (never longer than the window allows; see ``question_tokens``).
 MAX_QUESTION_TOKENS = 64
 
@@ -277,6 +278,12 @@ class Reader:
         self._session = self._load_session(model)
         self.settings, self.meta = settings, meta
         return self
+
+    @property
+    def label(self) -> str:
+        """The reader's name (its folder's, unless ``reader.json`` names it) and its model's fingerprint prefix."""
+        meta = self.load().meta
+        return f"{meta.get('name') or self.folder.resolve().name} {str(meta.get('fingerprint', ''))[:12]}"
 
     def _load_tokenizers(self, settings: ReaderSettings):
         from tokenizers import Tokenizer

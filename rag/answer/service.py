@@ -27,13 +27,14 @@ from rag.answer.abstention import (
     verdict_abstention,
 )
 from rag.answer.config import AnswerConfig
-from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict
+from rag.answer.answerability import AnswerabilityModel, Evidence, Verdict, message
 from rag.answer.candidates import Candidate, score_units
 from rag.answer.compose import AnswerSentence, Citation, Generator, ShortAnswer, choose, cite, renumber
 from rag.faults import checkpoint
 from rag.search.filters import Filters
 from rag.answer.judge import Judge, feature_rows
 from rag.search.modes import Mode
+from rag.answer.reader import Reader, Span
 from rag.answer.question import YESNO, QuestionAnalysis, analyze_question, contextual_query, dangling_reference, needs_context, question_parts
 from rag.search.retrieve import Retriever, SearchResult
 from rag.answer.unit_cache import UnitCache
@@ -87,13 +88,41 @@ class _Judgement:
     verdicts: list[Verdict]  # one per part
 
 
+@dataclass
+class _Reading:
+    """What the reader found in the top passages: its answer (None: they do not answer), and the citable unit
+    that holds the whole span (None when no citable unit does, e.g. a span across two sentences)."""
+
+    span: Span | None
+    unit: int | None  # index into the judgement's ``citable``
+
+
+def short_answer(span: Span | None, citations: Sequence[Citation], results: list[SearchResult]) -> ShortAnswer | None:
+    """The reader's ``span`` as a short answer inside the citation whose quote holds it; None when none does."""
+    if span is None or span.passage >= len(results):
+        return None
+    passage = results[span.passage].chunk.id
+    for c in citations:
+        if c.passage_id == passage and c.start <= span.start and span.end <= c.end:
+            return ShortAnswer(span.text, c.n, span.start, span.end)
+    return None
+
+
 class AnswerService:
     """Question in, cited answer (or abstention) out. Holds no state beyond its parts."""
 
-    def __init__(self, retriever: Retriever, config: AnswerConfig = AnswerConfig(), generator: Generator | None = None):
+    def __init__(
+        self, retriever: Retriever, config: AnswerConfig = AnswerConfig(), generator: Generator | None = None, reader: Reader | None = None
+    ):
         self.retriever = retriever
         self.config = config
         self.generator = generator
+        self.reader = reader  # loaded (Reader.load) by whoever opens the service, so a bad reader fails at start
+
+    @property
+    def reader_label(self) -> str | None:
+        """Which reader judges answers (its name and fingerprint prefix); None without one."""
+        return self.reader.label if self.reader is not None else None
 
     @property
     def index(self):
@@ -165,8 +194,10 @@ class AnswerService:
     ) -> Answer:
         """The cited answer, a partial answer that says what is missing, or an abstention with its reason."""
 
+        reader = self.reader_label
+
         def abstain(why: Abstention, support: float = 0.0) -> Answer:
-            return Answer(question, why.message, True, [], [], results, round(support, 4), query, abstention=why)
+            return Answer(question, why.message, True, [], [], results, round(support, 4), query, abstention=why, reader=reader)
 
         if not history and (word := dangling_reference(question)):
             return abstain(Abstention("needs_context", NEEDS_CONTEXT_MESSAGE.format(word=word)))
@@ -176,15 +207,56 @@ class AnswerService:
         judged = self._judge(question, query, candidates, results)
         if self._only_in_references(judged):
             return abstain(Abstention("references_only", REFERENCES_MESSAGE), support)
+        reading = self._read(judged, results)
         answered = [v for v in (judged.overall, *judged.verdicts) if v.answerable]
-        if not answered:
-            return abstain(verdict_abstention(judged.whole, judged.overall), support)
-        yes_no = judged.whole.expects == YESNO and not judged.parts
-        chosen, gaps = self._quotes(judged, answered, results, yes_no)
-        cited = cite(question, chosen, results, self.generator, lead_first=yes_no)
-        answer = Answer(question, cited.text, False, cited.citations, cited.sentences, results, round(support, 4), query)
-        answer.abstention = partial_note(judged.whole, judged.parts, judged.verdicts, gaps)
+        if reading is not None and self._reader_decides(judged, reading):
+            # The reader decides this kind of question: it answers only with a span it found, and never for
+            # a question whose names the passages lack (however well a span reads).
+            if reading.span is None or self.judge.absent_names(judged.whole, judged.evidence):
+                return abstain(self._unread(judged), support)
+            chosen, gaps = self._quotes(judged, answered, results, False) if answered else ([], ())
+            lead = judged.citable[reading.unit]
+            chosen = [lead, *(c for c in chosen if c is not lead)][: self.config.max_sentences]
+            cited = cite(question, chosen, results, self.generator, lead_first=True)
+            note = partial_note(judged.whole, judged.parts, judged.verdicts, gaps) if answered else None
+        else:
+            if not answered:
+                return abstain(verdict_abstention(judged.whole, judged.overall), support)
+            yes_no = judged.whole.expects == YESNO and not judged.parts
+            chosen, gaps = self._quotes(judged, answered, results, yes_no)
+            cited = cite(question, chosen, results, self.generator, lead_first=yes_no)
+            note = partial_note(judged.whole, judged.parts, judged.verdicts, gaps)
+        answer = Answer(question, cited.text, False, cited.citations, cited.sentences, results, round(support, 4), query, reader=reader)
+        answer.abstention = note
+        answer.short_answer = short_answer(reading.span if reading is not None else None, cited.citations, results)
         return answer
+
+    def _read(self, judged: _Judgement, results: list[SearchResult]) -> _Reading | None:
+        """The reader over the top passages (None without a reader): its answer and the citable unit holding it."""
+        if self.reader is None or not results:
+            return None
+        checkpoint("read")
+        top = results[: self.config.reader_passages]
+        span = self.reader.answer(judged.whole.question, [r.chunk.text for r in top])
+        if span is None:
+            return _Reading(None, None)
+        unit = next(
+            (n for n, c in enumerate(judged.citable) if c.row == span.passage and c.start <= span.start and span.end <= c.end), None
+        )
+        return _Reading(span, unit)
+
+    def _reader_decides(self, judged: _Judgement, reading: _Reading) -> bool:
+        """Whether the reader decides this question: a kind it was made for (``reader_kinds``), asked as one
+        question, and not a span it found outside every citable unit (then the passages' words decide)."""
+        if judged.parts or judged.whole.expects not in self.config.reader_kinds:
+            return False
+        return reading.span is None or reading.unit is not None
+
+    def _unread(self, judged: _Judgement) -> Abstention:
+        """The abstention when the reader finds no answer: what the passages do and do not hold."""
+        whole, best = judged.whole, judged.overall.best
+        reason, missing, mentioned = self.judge.explain(whole, judged.evidence, best)
+        return Abstention(reason, message(whole, reason, missing, mentioned), tuple(missing), tuple(mentioned))
 
     def _candidates(self, query: str, qvec: np.ndarray | None, results: list[SearchResult]) -> tuple[list[Candidate], float]:
         return score_units(self.index, self.retriever.encoder, self.config, query, qvec, results)

@@ -309,7 +309,7 @@ class ShardedAnswerService(AnswerService):
         return [_result(h, c) for h, c in zip(hits, chunks)], index
 
     def finish(self, retrieval: Retrieval) -> Any:
-        composer = AnswerService(_EvidenceRetriever(retrieval.evidence, self.retriever.encoder), self.config, self.generator)
+        composer = AnswerService(_EvidenceRetriever(retrieval.evidence, self.retriever.encoder), self.config, self.generator, self.reader)
         return composer.finish(retrieval)
 
     def answerability_features(self, question: str, *, top_k: int = 5, mode="hybrid"):
@@ -325,6 +325,6 @@ def open_sharded_retriever(settings, encoder, shards: ShardSet | None = None) ->
     return ShardedRetriever(view, encoder, rrf_k=settings.rrf_k, candidates=settings.candidates, fusion=settings.fusion, alpha=settings.alpha)
 
 
-def open_sharded_service(settings, encoder, config: AnswerConfig, shards: ShardSet | None = None) -> ShardedAnswerService:
+def open_sharded_service(settings, encoder, config: AnswerConfig, shards: ShardSet | None = None, reader=None) -> ShardedAnswerService:
     """The answer service over the sharded build the index link names; its shards in this process unless given."""
-    return ShardedAnswerService(open_sharded_retriever(settings, encoder, shards), config)
+    return ShardedAnswerService(open_sharded_retriever(settings, encoder, shards), config, reader=reader)

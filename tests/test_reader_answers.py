@@ -1,0 +1,150 @@
+"""The reader in the answer path, with a scripted stand-in for the model (the bundled reader's own behaviour
+is tested in tests/test_reader_model.py): which questions it decides, what an abstention then says, and the
+short answer's citation and offsets. Fast: the fake encoder on two small articles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from answer_checks import check_answer
+from corpus import parse_markdown
+from embeddings import HashingEncoder
+from rag.answer.reader import Span
+from rag.answer.service import AnswerConfig, AnswerService
+from rag.index import build_index, load_index
+from rag.search.retrieve import Retriever
+
+LAUNCHES = """---
+title: Launches
+slug: launches
+url: /wiki/launches
+---
+
+# Launches
+
+## Early satellites
+
+The first artificial satellite, Sputnik 1, was launched by the Soviet Union in 1957. It carried a radio transmitter.
+Explorer 1 followed from Cape Canaveral in 1958 and found the radiation belts.
+
+## Crewed flight
+
+Yuri Gagarin became the first person in orbit in 1961 aboard Vostok 1. The flight lasted 108 minutes.
+Gardeners stake tomato plants so that the fruit stays off the soil, because wet fruit rots.
+"""
+
+TREATIES = """---
+title: Treaties
+slug: treaties
+url: /wiki/treaties
+---
+
+# Treaties
+
+## Outer Space Treaty
+
+The Outer Space Treaty entered into force in October 1967. It bans nuclear weapons in orbit.
+"""
+
+
+class ScriptedReader:
+    """Finds ``phrase`` in the passages it is given (the first that holds it), or nothing when ``phrase`` is None."""
+
+    label = "scripted 0123456789ab"
+
+    def __init__(self, phrase: str | None):
+        self.phrase, self.calls = phrase, []
+
+    def answer(self, question: str, passages) -> Span | None:
+        self.calls.append((question, list(passages)))
+        for i, text in enumerate(passages):
+            if self.phrase is not None and (at := text.find(self.phrase)) >= 0:
+                return Span(i, at, at + len(self.phrase), self.phrase, 5.0, 0.0)
+        return None
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root: Path = tmp_path_factory.mktemp("reader-answers")
+    encoder = HashingEncoder()
+    build_index([parse_markdown(LAUNCHES, fallback_slug="launches"), parse_markdown(TREATIES, fallback_slug="treaties")], root / "index", encoder)
+    return load_index(root / "index", encoder), encoder
+
+
+def service(index, reader=None, **config) -> AnswerService:
+    loaded, encoder = index
+    return AnswerService(Retriever(loaded, encoder), AnswerConfig(abstain_threshold=0.0, **config), reader=reader)
+
+
+WHEN = "When did Yuri Gagarin become the first person in orbit?"
+
+
+def test_a_span_found_is_the_short_answer_inside_its_citation_and_leads_the_answer(index):
+    reader = ScriptedReader("1961")
+    answer = service(index, reader).ask(WHEN)
+    check_answer(answer)
+    assert not answer.abstained and answer.reader == "scripted 0123456789ab"
+    short = answer.short_answer
+    assert short is not None and short.text == "1961"
+    cited = next(c for c in answer.citations if c.n == short.citation)
+    passage = next(p for p in answer.passages if p.chunk.id == cited.passage_id).chunk.text
+    assert passage[short.start : short.end] == "1961"
+    assert cited.start <= short.start < short.end <= cited.end
+    assert answer.sentences[0].citations == (short.citation,)  # the quote that holds it comes first
+    assert "Gagarin" in answer.sentences[0].text
+
+
+def test_no_span_for_a_when_question_abstains_and_says_what_the_passages_hold(index):
+    without = service(index).ask(WHEN)
+    assert not without.abstained  # the words and similarities alone would answer it
+    answer = service(index, ScriptedReader(None)).ask(WHEN)
+    assert answer.abstained and answer.short_answer is None and answer.citations == []
+    assert answer.abstention.reason == "not_answered"
+    assert answer.abstention.message.startswith("The articles mention Yuri Gagarin but do not say when")
+    assert answer.reader == "scripted 0123456789ab"
+
+
+def test_a_name_the_passages_lack_abstains_whatever_span_the_reader_finds(index):
+    answer = service(index, ScriptedReader("1961")).ask("When did the Soviet Union launch Mir?")
+    assert answer.abstained and answer.abstention.reason == "not_mentioned"
+    assert "Mir" in answer.abstention.message
+
+
+def test_kinds_the_reader_does_not_decide_are_answered_as_before_with_a_short_answer_when_one_fits(index):
+    why = "Why do gardeners stake tomato plants?"
+    before = service(index).ask(why)
+    assert not before.abstained and before.reader is None and before.short_answer is None
+    unread = service(index, ScriptedReader(None)).ask(why)
+    assert (unread.abstained, unread.answer, unread.short_answer) == (False, before.answer, None)
+    read = service(index, ScriptedReader("because wet fruit rots")).ask(why)
+    assert read.answer == before.answer and read.short_answer is not None
+    assert read.short_answer.text == "because wet fruit rots"
+
+
+def test_a_span_across_two_quotes_leaves_the_decision_to_the_words(index):
+    across = "1961 aboard Vostok 1. The flight"
+    answer = service(index, ScriptedReader(across)).ask(WHEN)
+    assert answer.answer == service(index).ask(WHEN).answer
+    assert answer.short_answer is None  # no quote holds the whole span
+
+
+def test_the_reader_reads_only_the_top_passages(index):
+    reader = ScriptedReader("1961")
+    service(index, reader, reader_passages=2).ask(WHEN)
+    [(question, passages)] = reader.calls
+    assert question == WHEN and len(passages) == 2
+
+
+def test_without_a_reader_answers_are_unchanged(index):
+    for question in (WHEN, "What does the Outer Space Treaty ban?", "When did the Outer Space Treaty enter into force?"):
+        a, b = service(index).ask(question), service(index, None).ask(question)
+        assert (a.answer, a.abstained, a.short_answer, a.reader) == (b.answer, b.abstained, None, None)
+
+
+def test_the_quote_that_holds_the_span_leads_even_when_the_words_prefer_another(index):
+    question = "When was the first artificial satellite launched?"
+    assert "Sputnik" in service(index).ask(question).sentences[0].text
+    answer = service(index, ScriptedReader("1958")).ask(question)
+    assert "Explorer 1" in answer.sentences[0].text and answer.short_answer.citation == answer.sentences[0].citations[0]

@@ -106,10 +106,13 @@ def _build_index(settings) -> None:
 
 
 def _refuse_unservable(settings) -> None:
-    """Refuse to start on a missing or damaged index or unusable keys, with one clear line."""
+    """Refuse to start on a missing or damaged index or reader, or unusable keys, with one clear line."""
     from api.security import KeyRing
     from rag.index import verify_files
     from rag.index.shards import read_sharded_manifest
+    from rag.service import make_reader
+
+    make_reader(settings)  # a missing or damaged reader says so now, not on the first question of every worker
 
     build_dir = settings.index_dir.resolve()
     verify_files(build_dir, read_sharded_manifest(build_dir))  # a sharded build's manifest lists every shard's files
@@ -132,6 +135,8 @@ def _hand_settings_to_workers(settings) -> None:
     )
     if settings.model_path:
         os.environ["RAG_MODEL_PATH"] = os.path.abspath(settings.model_path)
+    if settings.reader_path:
+        os.environ["RAG_READER_PATH"] = os.path.abspath(settings.reader_path)
 
 
 def _absolute(settings):
@@ -139,6 +144,8 @@ def _absolute(settings):
     paths = {"index_dir": os.path.abspath(settings.index_dir), "corpus_dir": os.path.abspath(settings.corpus_dir), "cache_dir": os.path.abspath(settings.cache_dir)}
     if settings.model_path:
         paths["model_path"] = os.path.abspath(settings.model_path)
+    if settings.reader_path:
+        paths["reader_path"] = os.path.abspath(settings.reader_path)
     return settings.model_copy(update={k: type(getattr(settings, k))(v) for k, v in paths.items()})
 
 

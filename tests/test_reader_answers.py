@@ -148,3 +148,38 @@ def test_the_quote_that_holds_the_span_leads_even_when_the_words_prefer_another(
     assert "Sputnik" in service(index).ask(question).sentences[0].text
     answer = service(index, ScriptedReader("1958")).ask(question)
     assert "Explorer 1" in answer.sentences[0].text and answer.short_answer.citation == answer.sentences[0].citations[0]
+
+
+# ------------------------------------------------------------------------------------ a missing or damaged reader
+
+
+@pytest.fixture
+def fake_index(tmp_path, small_corpus):
+    from conftest import build_fake_index
+
+    build_fake_index(tmp_path, small_corpus)
+    return tmp_path
+
+
+def _broken_reader(tmp_path: Path) -> Path:
+    """A copy of the bundled reader whose model file has been cut short."""
+    import shutil
+
+    from rag.answer.reader import BUNDLED_READER_DIR, MODEL_FILE
+
+    broken = tmp_path / "broken-reader"
+    shutil.copytree(BUNDLED_READER_DIR, broken)
+    data = (broken / MODEL_FILE).read_bytes()
+    (broken / MODEL_FILE).write_bytes(data[: len(data) // 2])
+    return broken
+
+
+@pytest.mark.parametrize("command", [["ask", "When was the treaty signed?"], ["serve", "--port", "8765"]])
+@pytest.mark.parametrize("which", ["missing", "damaged"])
+def test_a_missing_or_damaged_reader_fails_at_start_in_one_line(fake_index, rag_cli, command, which):
+    path = fake_index / "nowhere" if which == "missing" else _broken_reader(fake_index)
+    run = rag_cli(command, RAG_READER="on", RAG_READER_PATH=path)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    *before, line = run.stderr.strip().splitlines()  # after at most the line that says what is being loaded
+    assert line.startswith("error: ") and str(path) in line and all(b.startswith("loading ") for b in before), run.stderr
+    assert ("RAG_READER=off" in line) if which == "missing" else ("damaged or replaced" in line)

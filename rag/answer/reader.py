@@ -239,7 +239,10 @@ def read_settings(folder: Path) -> tuple[ReaderSettings, dict]:
     try:
         meta = json.loads((folder / READER_META).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ReaderError(f"no reader at {folder} ({READER_META} is missing); train one with 'rag train-reader' or pass --reader") from None
+        raise ReaderError(
+            f"no reader at {folder} ({READER_META} is missing); point RAG_READER_PATH (or --reader) at a folder "
+            "made by 'rag train-reader', or set RAG_READER=off"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ReaderError(f"{folder / READER_META} cannot be read ({exc}); export the reader again") from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:

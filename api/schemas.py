@@ -16,6 +16,7 @@ from rag.payloads import (  # noqa: F401  (re-exported: the API's schema names t
     CitationModel,
     PassageModel,
     SearchHit,
+    ShortAnswerModel,
     clean_text,
 )
 from rag.search.retrieve import SearchResult

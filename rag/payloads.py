@@ -12,7 +12,7 @@ import unicodedata
 
 from pydantic import BaseModel, Field
 
-from rag.answer.service import Abstention, Answer, Citation
+from rag.answer.service import Abstention, Answer, Citation, ShortAnswer
 from rag.search.retrieve import SearchResult, result_dict
 
 #: Longest question, in characters, after normalisation. The widget enforces the same limit.
@@ -99,9 +99,29 @@ class AbstentionModel(BaseModel):
         return cls(reason=a.reason, message=a.message, missing=list(a.missing), mentioned=list(a.mentioned))
 
 
+class ShortAnswerModel(BaseModel):
+    """The few words that answer the question (a date, a name), as a reading model found them in one citation's quote."""
+
+    text: str = Field(description="The span itself: exactly the passage text at start:end.")
+    citation: int = Field(description="The n of the citation whose quote holds the span.")
+    start: int = Field(description="Start offset of the span in the passage text (the same space as the citation's start and end).")
+    end: int = Field(description="End offset (exclusive) of the span; citation.start <= start < end <= citation.end.")
+
+    @classmethod
+    def of(cls, s: ShortAnswer | None) -> ShortAnswerModel | None:
+        if s is None:
+            return None
+        return cls(text=s.text, citation=s.citation, start=s.start, end=s.end)
+
+
 class AskResponse(BaseModel):
     question: str
     answer: str = Field(description="The answer with [n] citation markers, or the abstention message.")
+    short_answer: ShortAnswerModel | None = Field(
+        None,
+        description="The span of one quote that answers the question in a few words (a date, a name), found by the "
+        "reader; null when the answer abstained, without a reader, or when no span lies inside a quote.",
+    )
     abstained: bool = Field(description="True when the corpus does not support an answer; then citations is empty.")
     abstention: AbstentionModel | None = Field(
         None,
@@ -113,12 +133,14 @@ class AskResponse(BaseModel):
     search_query: str = Field(description="What was searched: the question, plus the previous one for a follow-up.")
     support: float = Field(description="How strongly the passages support an answer (compared with the abstention threshold).")
     timings_ms: dict[str, float]
+    reader: str | None = Field(None, description="The reader that judged the answer (its name and fingerprint prefix); null without one.")
 
     @classmethod
     def of(cls, a: Answer) -> AskResponse:
         return cls(
             question=a.question,
             answer=a.answer,
+            short_answer=None if a.abstained else ShortAnswerModel.of(a.short_answer),
             abstained=a.abstained,
             abstention=AbstentionModel.of(a.abstention),
             citations=[CitationModel.of(c) for c in a.citations],
@@ -126,4 +148,5 @@ class AskResponse(BaseModel):
             search_query=a.search_query,
             support=a.support,
             timings_ms=a.timings_ms,
+            reader=a.reader,
         )

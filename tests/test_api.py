@@ -29,7 +29,8 @@ ECONOMY = "Geopolitical and Economic Dimensions of Space Diplomacy"
 TURKIYE = "Türkiye's Space Diplomacy Strategies"
 DEFINITION = "The Definition and Significance of Space Diplomacy"
 
-ASK_KEYS = {"abstention", "question", "answer", "abstained", "citations", "passages", "search_query", "support", "timings_ms"}
+ASK_KEYS = {"abstention", "question", "answer", "short_answer", "abstained", "citations", "passages", "search_query", "support",
+            "timings_ms", "reader"}
 CITATION_KEYS = {"n", "passage_id", "title", "section", "url", "quote", "start", "end", "page", "anchor"}
 SEARCH_RESULT_KEYS = {"passage_id", "title", "section", "url", "text", "score", "rank", "dense_score", "bm25_score", "article", "start", "end",
                       "page", "anchor", "language"}

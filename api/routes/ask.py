@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import ClientDep, ServiceDep, StateDep
-from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AbstentionModel, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent
+from api.schemas import CLIENT_ERRORS, EDGE_ERRORS, AbstentionModel, AskRequest, AskResponse, CitationModel, PassageModel, SentenceEvent, ShortAnswerModel
 from core.errors import QueryError
 from rag.search.retrieve import unmatched_filters
 
@@ -19,6 +19,8 @@ STREAM_DOC = """
 With `Accept: text/event-stream` the answer streams as server-sent events, in this order:
 
 * `passages`: `{"question", "search_query", "passages": [...]}` once retrieval is done;
+* `short_answer`: `{"text", "citation", "start", "end"}` when the answer has one (as the JSON body's
+  `short_answer`), before the sentences;
 * `sentence`: `{"index", "text", "citations": [...]}` for each answer sentence, with the citations its markers name;
 * `abstained`: `{"message", "reason", "missing", "mentioned"}` instead of sentences when the corpus does not
   cover the question (`reason` as in the JSON body's `abstention`);
@@ -71,6 +73,9 @@ async def _stream(body: AskRequest, kwargs: dict, service, state):
         why = AbstentionModel.of(answer.abstention)
         if answer.abstained:
             yield {"event": "abstained", "data": why.model_dump_json() if why else _json({"message": answer.answer})}
+        short = None if answer.abstained else ShortAnswerModel.of(answer.short_answer)
+        if short is not None:
+            yield {"event": "short_answer", "data": short.model_dump_json()}
         by_n = {c.n: c for c in answer.citations}
         for i, sentence in enumerate(answer.sentences):
             event = SentenceEvent(index=i, text=sentence.text, citations=[CitationModel.of(by_n[n]) for n in sentence.citations])

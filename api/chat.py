@@ -2,9 +2,10 @@
 
 A chat request becomes an :class:`~api.schemas.AskRequest` (the last user message is the question,
 earlier user messages the history), so it is validated exactly as ``/ask`` is. The answer comes back
-as an assistant message whose content is the cited answer; each ``[n]`` marker in it carries an
-OpenAI ``url_citation`` annotation, and the whole ``/ask`` body travels in the extension field
-``rag`` (built by :meth:`AskResponse.of`, so whatever ``/ask`` returns, ``rag`` returns too).
+as an assistant message whose content is the cited answer (led by the short answer and its marker,
+then a blank line, when there is one); each ``[n]`` marker in it carries an OpenAI ``url_citation``
+annotation, and the whole ``/ask`` body travels in the extension field ``rag`` (built by
+:meth:`AskResponse.of`, so whatever ``/ask`` returns, ``rag`` returns too).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.schemas import MAX_HISTORY_ITEMS, AskRequest, Filters, Mode
+from rag.payloads import short_answer_line
 
 #: The one model this service offers; chat clients list it from ``GET /v1/models``.
 MODEL_ID = "space-diplomacy-rag"
@@ -127,6 +129,14 @@ def to_ask_request(chat: ChatCompletionRequest) -> AskRequest:
         raise ChatRequestError(f"{where}: {message}", "messages" if loc and loc[0] in _FIELD_NAMES else ".".join(loc)) from None
 
 
+def message_content(rag: dict) -> str:
+    """The assistant message's content for the ``/ask`` body ``rag``: the short answer with its marker, a
+    blank line, then the cited answer ("1969 [2]\n\nApollo 11 landed ... [1] ... [2]"); the answer alone
+    when there is no short answer (and for an abstention)."""
+    lead = short_answer_line(rag)
+    return f"{lead}\n\n{rag['answer']}" if lead else rag["answer"]
+
+
 def url_citations(content: str, citations: list[dict]) -> list[dict]:
     """One ``url_citation`` annotation per ``[n]`` marker of ``content``: ``content[start_index:end_index]``
     is the marker, and url and title are those of citation ``n``."""
@@ -175,7 +185,7 @@ def usage(prompt: str, completion: str) -> dict:
 
 def completion(rag: dict, *, completion_id: str, created: int, model: str, usage_counts: dict) -> dict:
     """A ``chat.completion`` object for the ``/ask`` body ``rag``."""
-    content = rag["answer"]
+    content = message_content(rag)
     message = {"role": "assistant", "content": content, "refusal": None, "annotations": url_citations(content, rag["citations"])}
     return {
         "id": completion_id,
@@ -199,7 +209,7 @@ def chunk(*, completion_id: str, created: int, model: str, delta: dict | None = 
 def answer_chunks(rag: dict, **ids) -> list[dict]:
     """The content chunks of an answer (each with the annotations of its markers), then the final chunk
     that carries ``finish_reason`` and the ``rag`` extension field."""
-    content = rag["answer"]
+    content = message_content(rag)
     annotations = url_citations(content, rag["citations"])
     out = []
     for offset, piece in stream_pieces(content):

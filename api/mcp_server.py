@@ -30,6 +30,7 @@ from api.schemas import (
     clean_text,
 )
 from core.errors import QueryError
+from rag.payloads import short_answer_line
 from rag.settings import Settings
 
 PASSAGE_URI = "passage://{passage_id}"
@@ -37,7 +38,8 @@ PASSAGE_URI = "passage://{passage_id}"
 INSTRUCTIONS = (
     "Answers questions from encyclopedia articles about space diplomacy with exact, cited quotes. "
     "Use `ask` for an answer: every sentence ends with [n] markers that refer to `citations` (article "
-    "title, section breadcrumb, url, and the quote with its offsets in the passage). When `abstained` is "
+    "title, section breadcrumb, url, and the quote with its offsets in the passage); `short_answer`, when "
+    "set, is the few words of citation `short_answer.citation` that answer the question. When `abstained` is "
     "true the articles do not cover the question: say so instead of answering. Use `search` for ranked "
     "passages, and read a passage in full as the resource passage://<passage_id>."
 )
@@ -72,8 +74,10 @@ def _problem(exc: ValidationError) -> str:
 
 
 def answer_text(body: dict) -> str:
-    """An answer body as text: the answer, then each citation with its source and quote."""
-    lines = [body["answer"]]
+    """An answer body as text: the short answer with its marker and a blank line when there is one (as
+    the OpenAI-compatible content leads), the answer, then each citation with its source and quote."""
+    lead = short_answer_line(body)
+    lines = [lead, "", body["answer"]] if lead else [body["answer"]]
     if body["abstained"]:
         lines.append("(The articles do not cover this question.)")
     for c in body["citations"]:

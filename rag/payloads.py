@@ -12,6 +12,7 @@ import unicodedata
 
 from pydantic import BaseModel, Field
 
+from rag.answer.markers import strip_markers
 from rag.answer.service import Abstention, Answer, Citation, ShortAnswer
 from rag.search.retrieve import SearchResult, result_dict
 
@@ -112,6 +113,17 @@ class ShortAnswerModel(BaseModel):
         if s is None:
             return None
         return cls(text=s.text, citation=s.citation, start=s.start, end=s.end)
+
+
+def short_answer_line(body: dict) -> str:
+    """The short answer of an ``/ask`` body as the line that leads a text answer, its citation's marker
+    after it ("1969 [2]"); "" when there is none. On one line, and without any bracket of the source
+    that a reader would take for a marker, so that the only marker is the citation's."""
+    short = body.get("short_answer")
+    if not short or body.get("abstained"):
+        return ""
+    text = " ".join(strip_markers(short["text"]).split())
+    return f"{text} [{short['citation']}]" if text else ""
 
 
 class AskResponse(BaseModel):

@@ -1,5 +1,5 @@
-"""The short answer on every surface that carries an answer: the ``/ask`` JSON body and its server-sent
-events.
+"""The short answer on every surface that carries an answer: the ``/ask`` JSON body, its server-sent
+events, the OpenAI-compatible completion (plain and streamed) and the MCP tool ``ask``.
 
 Fast: the fake encoder over the bundled article, and a stand-in for the reader (a subclass of the
 answer service that puts a known span of one quote on the answer), so every expectation is exact.
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import anyio
 import pytest
 
 from answer_checks import check_answer_dict, parse_sse, running
+from api import chat
 from api.app import create_app
 from api.schemas import AskResponse
 from conftest import build_fake_index
@@ -20,6 +22,7 @@ from embeddings import HashingEncoder
 from rag.answer.config import AnswerConfig
 from rag.answer.service import AnswerService, ShortAnswer
 from rag.index import load_index
+from rag.payloads import short_answer_line
 from rag.search.retrieve import Retriever
 from rag.settings import load_settings
 
@@ -141,3 +144,100 @@ def test_the_schema_documents_the_short_answer(client):
     assert set(fields) == {"text", "citation", "start", "end"} and all(f.get("description") for f in fields.values())
     ask_fields = schemas["AskResponse"]["properties"]
     assert ask_fields["short_answer"]["description"] and ask_fields["reader"]["description"]
+
+
+# ------------------------------------------------------------------------------ OpenAI-compatible
+
+
+def marker_annotations(content: str, annotations: list[dict]) -> list[str]:
+    return [content[a["url_citation"]["start_index"] : a["url_citation"]["end_index"]] for a in annotations]
+
+
+def test_a_chat_completion_leads_with_the_short_answer_and_annotates_its_marker(client):
+    body = ask(client)
+    response = client.post("/v1/chat/completions", json={"model": chat.MODEL_ID, "messages": [{"role": "user", "content": QUESTION}]})
+    assert response.status_code == 200, response.text
+    done = response.json()
+    message = done["choices"][0]["message"]
+    content = message["content"]
+    assert content == f"{SPAN} [2]\n\n{body['answer']}"
+    first = message["annotations"][0]["url_citation"]
+    assert (first["start_index"], first["end_index"]) == (len(SPAN) + 1, len(SPAN) + 4)
+    assert content[first["start_index"] : first["end_index"]] == "[2]"
+    c2 = body["citations"][1]
+    assert (first["url"], first["title"]) == (c2["url"], c2["title"])
+    # the short answer's marker, then one annotation per marker of the answer, each on its marker
+    answer_markers = chat.url_citations(body["answer"], body["citations"])
+    assert marker_annotations(content, message["annotations"]) == ["[2]"] + marker_annotations(body["answer"], answer_markers)
+    assert done["rag"]["short_answer"] == body["short_answer"]
+    assert done["usage"]["completion_tokens"] == chat.usage("", content)["completion_tokens"]
+
+
+def test_a_streamed_chat_completion_sends_the_short_answer_first_with_its_annotation(client):
+    plain = client.post("/v1/chat/completions", json={"model": chat.MODEL_ID, "messages": [{"role": "user", "content": QUESTION}]}).json()
+    request = {"model": chat.MODEL_ID, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+    with client.stream("POST", "/v1/chat/completions", json=request) as response:
+        events = [e.data for e in parse_sse(response.iter_lines())]
+    assert events[-1] == "[DONE]"
+    import json
+
+    chunks = [json.loads(e) for e in events[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    pieces = [d["content"] for d in deltas if d.get("content")]
+    content = "".join(pieces)
+    assert content == plain["choices"][0]["message"]["content"] and pieces[0] == f"{SPAN} [2]"
+    streamed = [a for d in deltas for a in d.get("annotations", [])]
+    # indices are into the whole content, as in the plain completion, and each lands on its marker
+    assert streamed == plain["choices"][0]["message"]["annotations"]
+    assert marker_annotations(content, streamed)[0] == "[2]"
+    assert deltas[1].get("annotations") == [plain["choices"][0]["message"]["annotations"][0]]
+    assert chunks[-1]["rag"]["short_answer"] == plain["rag"]["short_answer"]
+
+
+def test_an_abstained_chat_completion_has_no_short_answer(client):
+    done = client.post("/v1/chat/completions", json={"model": chat.MODEL_ID, "messages": [{"role": "user", "content": OFF_TOPIC}]}).json()
+    message = done["choices"][0]["message"]
+    assert done["rag"]["abstained"] and done["rag"]["short_answer"] is None
+    assert message["content"] == done["rag"]["answer"] and message["annotations"] == []
+
+
+def test_the_short_answer_line_keeps_one_marker_and_one_line():
+    citations = [{"n": 1, "url": "/a", "title": "A"}, {"n": 2, "url": "/b", "title": "B"}]
+    # a bracket of the source inside the span is left out, as it is from the answer's quotes
+    body = {"answer": "Quote one. [1] Quote two. [2]", "abstained": False, "citations": citations,
+            "short_answer": {"text": "20 July\n1969[1]", "citation": 2, "start": 10, "end": 25}}
+    assert short_answer_line(body) == "20 July 1969 [2]"
+    content = chat.message_content(body)
+    assert content == "20 July 1969 [2]\n\nQuote one. [1] Quote two. [2]"
+    notes = chat.url_citations(content, citations)
+    assert [(n, a["url_citation"]["url"]) for n, a in zip(marker_annotations(content, notes), notes)] == [("[2]", "/b"), ("[1]", "/a"), ("[2]", "/b")]
+    assert short_answer_line({**body, "abstained": True}) == "" and short_answer_line({**body, "short_answer": None}) == ""
+    assert chat.message_content({**body, "short_answer": None}) == body["answer"]
+
+
+# ------------------------------------------------------------------------------ MCP
+
+
+def test_the_mcp_ask_tool_carries_the_short_answer_and_leads_its_text_with_it(index_root, monkeypatch):
+    from mcp import Client
+
+    from api import mcp_server
+
+    service = service_over(index_root)
+    monkeypatch.setattr(mcp_server._Service, "get", lambda self: service)
+    settings = load_settings(encoder="hashing", index_dir=index_root / "index", cache_dir=index_root / "cache")
+    server = mcp_server.create_server(settings)
+
+    async def main():
+        async with Client(server) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            return tools["ask"], await client.call_tool("ask", {"question": QUESTION}), await client.call_tool("ask", {"question": OFF_TOPIC})
+
+    tool, answered, abstained = anyio.run(main)
+    assert "short_answer" in tool.output_schema["properties"]
+    body = answered.structured_content
+    assert not answered.is_error and body["short_answer"]["text"] == SPAN and body["reader"] == READER
+    check_short_answer(body)
+    assert answered.content[0].text.startswith(f"{SPAN} [2]\n\n{body['answer']}\n")
+    assert abstained.structured_content["short_answer"] is None
+    assert abstained.content[0].text.startswith(abstained.structured_content["answer"])

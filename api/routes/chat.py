@@ -27,15 +27,16 @@ STARTED = int(time.time())
 DESCRIPTION = """
 The OpenAI chat-completions API over `/ask`: the last user message is the question, earlier user
 messages are the history (system and assistant messages are ignored). The assistant message's
-`content` is the cited answer with its `[n]` markers; `annotations` holds one `url_citation` per
-marker (`content[start_index:end_index]` is the marker, with the citation's `url` and `title`), and
-the extension field `rag` holds the complete `/ask` body (citations with quotes and offsets,
-`abstained`, passages, support). An abstention is an ordinary assistant message with
+`content` is the cited answer with its `[n]` markers, led by the short answer with its marker and a
+blank line when there is one (`1969 [2]`: the `/ask` body's `short_answer`); `annotations` holds one
+`url_citation` per marker (`content[start_index:end_index]` is the marker, with the citation's `url`
+and `title`), and the extension field `rag` holds the complete `/ask` body (citations with quotes and
+offsets, `abstained`, passages, support). An abstention is an ordinary assistant message with
 `rag.abstained: true`.
 
-With `"stream": true` the answer arrives as `chat.completion.chunk` events: the role, one chunk per
-cited sentence (with the annotations of its markers), a last chunk with `finish_reason` and `rag`,
-then `data: [DONE]`. Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
+With `"stream": true` the answer arrives as `chat.completion.chunk` events: the role, the short answer
+when there is one, one chunk per cited sentence (with the annotations of its markers), a last chunk
+with `finish_reason` and `rag`, then `data: [DONE]`. Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 """
 
 
@@ -84,7 +85,7 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: Request, _
     rag = await _answer(ask.question, kwargs, service, state)
     # Rendered directly: the body is plain JSON data already, and FastAPI's generic encoder
     # walking it would cost more than the answer itself.
-    return JSONResponse(chat.completion(rag, usage_counts=chat.usage(prompt, rag["answer"]), **ids))
+    return JSONResponse(chat.completion(rag, usage_counts=chat.usage(prompt, chat.message_content(rag)), **ids))
 
 
 async def _answer(question: str, kwargs: dict, service, state) -> dict:
@@ -110,7 +111,7 @@ async def _stream(question: str, kwargs: dict, prompt: str, include_usage: bool,
     for piece in chat.answer_chunks(rag, **ids):
         yield _data(piece)
     if include_usage:
-        yield _data(chat.chunk(usage=chat.usage(prompt, rag["answer"]), **ids))
+        yield _data(chat.chunk(usage=chat.usage(prompt, chat.message_content(rag)), **ids))
     yield {"data": "[DONE]"}
 
 

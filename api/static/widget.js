@@ -135,6 +135,18 @@
     return [before, middle, after];
   }
 
+  // The short answer inside the quote it lies in: its offsets are the passage's, like the quote's, so
+  // quote.slice(start - citation.start, end - citation.start) is the span (in code points, as above).
+  // Marked only there and only when it is exactly the span: never a guess at another occurrence.
+  function markShortAnswer(quote, citation, short) {
+    var chars = Array.from(quote);
+    var from = short.start - citation.start;
+    var to = short.end - citation.start;
+    var span = chars.slice(from, to).join("");
+    if (from < 0 || to > chars.length || from >= to || span !== short.text) return quote; // never expected
+    return [chars.slice(0, from).join(""), h("mark", { class: "rag-short-answer-mark", text: span }), chars.slice(to).join("")];
+  }
+
   function crumbs(section, title) {
     var parts = (section || []).slice();
     if (parts.length && parts[0] === title) parts.shift();
@@ -300,7 +312,7 @@
     return "Not covered by the articles";
   }
 
-  /** POST /ask as a stream; calls handlers.passages / sentence / abstained / partial and resolves with `done`. */
+  /** POST /ask as a stream; calls handlers.passages / shortAnswer / sentence / abstained / partial and resolves with `done`. */
   function streamAnswer(body, handlers, controller) {
     return loadConfig().then(function () { return sendQuestion(body, handlers, controller, false); });
   }
@@ -352,6 +364,7 @@
         return;
       }
       if (event === "passages") handlers.passages(payload);
+      else if (event === "short_answer") handlers.shortAnswer(payload);
       else if (event === "sentence") handlers.sentence(payload);
       else if (event === "abstained") handlers.abstained(payload);
       else if (event === "partial") handlers.partial(payload);
@@ -672,6 +685,7 @@
     turn.sentences = [];
     turn.citations = [];
     turn.passages = [];
+    turn.shortAnswer = null;
     turn.error = null;
     turn.message = "";
     turn.phase = "searching";
@@ -690,6 +704,10 @@
         turn.status = "streaming";
         turn.phase = "reading";
         turn.passages = payload.passages || [];
+        self.render(turn);
+      },
+      shortAnswer: function (payload) {
+        turn.shortAnswer = payload; // before the sentences; its badge appears with the sentence that cites it
         self.render(turn);
       },
       sentence: function (payload) {
@@ -740,6 +758,7 @@
     turn.citations.forEach(function (c) { cited[c.passage_id] = true; });
     var passages = done.passages || turn.passages || [];
     var why = done.abstention || null;
+    turn.shortAnswer = done.abstained ? null : done.short_answer || null;
     turn.reason = why ? why.reason : turn.reason || "";
     turn.note = why && !done.abstained ? why.message : "";
     if (done.abstained) {
@@ -757,7 +776,8 @@
     else {
       var sources = new Set(turn.citations.map(function (c) { return c.passage_id; })).size;
       this.announce(
-        "Answer, from " + sources + " source" + (sources === 1 ? "" : "s") + ": " + stripMarkers(done.answer || "") +
+        "Answer, from " + sources + " source" + (sources === 1 ? "" : "s") + ": " +
+          (turn.shortAnswer ? turn.shortAnswer.text + ". " : "") + stripMarkers(done.answer || "") +
           (turn.note ? " Not covered: " + turn.note : "")
       );
     }
@@ -859,6 +879,7 @@
     var byN = {};
     turn.citations.forEach(function (c) { byN[c.n] = c; });
     var reply = h("div", { class: "msg msg-bot answer", "data-kind": "answer", "data-state": state, "aria-busy": String(!done) });
+    if (turn.shortAnswer) reply.appendChild(this.renderShortAnswer(turn, byN));
     if (!turn.sentences.length) {
       reply.appendChild(this.renderPending(turn));
       return reply;
@@ -880,6 +901,20 @@
     }
     reply.appendChild(this.renderSources(turn));
     return reply;
+  };
+
+  /** The short answer, first and in bold, with the badge of the citation whose quote holds it. */
+  Widget.prototype.renderShortAnswer = function (turn, byN) {
+    var short = turn.shortAnswer;
+    var citation = byN[short.citation];
+    return h(
+      "p",
+      { class: "rag-short-answer", "data-kind": "short-answer" },
+      h("strong", { text: stripMarkers(short.text) }),
+      "\u00a0",
+      // the citation arrives with the first sentence that cites it; until then the marker is plain text
+      citation ? this.badge(turn, citation, "short-badge-") : h("sup", { text: "[" + short.citation + "]" })
+    );
   };
 
   /** One sentence: its text with each [n] marker turned into a badge button. */
@@ -905,7 +940,7 @@
     return span;
   };
 
-  Widget.prototype.badge = function (turn, citation) {
+  Widget.prototype.badge = function (turn, citation, keyPrefix) {
     var self = this;
     var where = withPage(crumbs(citation.section, citation.title).join(" › "), citation);
     return h(
@@ -914,7 +949,7 @@
         type: "button",
         class: "badge",
         "data-n": citation.n,
-        "data-key": "badge-" + citation.n,
+        "data-key": (keyPrefix || "badge-") + citation.n,
         "aria-label": "Citation " + citation.n + ": " + citation.title + ", " + where,
         title: where,
         onclick: function (event) { self.openCitation(turn, citation, event.currentTarget); },
@@ -1027,19 +1062,20 @@
     var self = this;
     var passage = (turn.passages || []).filter(function (p) { return p.passage_id === citation.passage_id; })[0];
     var kicker = withPage("Citation " + citation.n, citation);
+    var short = turn.shortAnswer && turn.shortAnswer.citation === citation.n ? turn.shortAnswer : null;
     if (passage) {
-      this.openPassage(passage, citation, opener, kicker);
+      this.openPassage(passage, citation, opener, kicker, short);
       return;
     }
     // Not kept with the answer (never expected): fetch it, and show the quote meanwhile.
     this.openPassage({ title: citation.title, section: citation.section, url: citation.url, text: citation.quote, page: citation.page, anchor: citation.anchor }, null, opener, kicker + " · loading the passage…");
     fetchPassage(citation.passage_id).then(
-      function (p) { if (self.viewer.open) self.openPassage(p, citation, opener, kicker); },
+      function (p) { if (self.viewer.open) self.openPassage(p, citation, opener, kicker, short); },
       function () { self.viewerKicker.textContent = kicker + " · the full passage could not be loaded"; }
     );
   };
 
-  Widget.prototype.openPassage = function (passage, citation, opener, kicker) {
+  Widget.prototype.openPassage = function (passage, citation, opener, kicker, short) {
     this.opener = opener;
     this.viewerKicker.textContent = kicker;
     this.viewerTitle.textContent = passage.title;
@@ -1052,7 +1088,7 @@
     var mark = null;
     if (citation) {
       var parts = splitQuote(passage.text, citation.start, citation.end, citation.quote);
-      mark = h("mark", { class: "quote", text: parts[1] });
+      mark = h("mark", { class: "quote" }, short ? markShortAnswer(parts[1], citation, short) : parts[1]);
       append(this.viewerText, [parts[0], mark, parts[2]]);
     } else {
       this.viewerText.textContent = passage.text;
@@ -1071,6 +1107,9 @@
     }
     if (passage.url) this.viewerFoot.appendChild(h("span", { class: "url-text", text: href || passage.url }));
     if (citation) this.viewerFoot.appendChild(h("span", { class: "legend" }, h("span", { class: "legend-swatch", "aria-hidden": "true" }), "Quoted in the answer"));
+    if (mark && mark.querySelector(".rag-short-answer-mark")) {
+      this.viewerFoot.appendChild(h("span", { class: "legend" }, h("span", { class: "legend-swatch legend-short", "aria-hidden": "true" }), "The short answer"));
+    }
     if (!this.viewer.open) this.viewer.showModal();
     this.viewerClose.focus();
     this.viewerText.scrollTop = 0;

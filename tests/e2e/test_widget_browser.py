@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -20,9 +21,9 @@ import httpx
 import pytest
 
 from api.schemas import MAX_QUESTION_CHARS
-from conftest import build_fake_index, rag_env
+from conftest import build_fake_index, rag_env, wait_until
 from corpus import DEFAULT_CORPUS_DIR
-from eval.live_server import LiveServer
+from eval.live_server import LiveServer, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
@@ -333,7 +334,7 @@ def test_answer_streams_in_with_badges_and_a_citation_shows_its_quote_highlighte
     assert states.index("streaming") < states.index("done")
 
     # One badge per [n] marker of the answer, numbered as the API numbers them.
-    badges = answer.locator(".badge")
+    badges = answer.locator(".answer-text .badge")  # the markers' badges (a short answer has one of its own)
     numbers = [int(n) for n in badges.evaluate_all("els => els.map(e => e.dataset.n)")]
     assert numbers and sorted(set(numbers)) == [c["n"] for c in expected["citations"]]
     assert "[" not in answer.locator(".answer-text").inner_text()  # markers became badges
@@ -350,8 +351,8 @@ def test_answer_streams_in_with_badges_and_a_citation_shows_its_quote_highlighte
     expect(viewer).to_be_visible()
     expect(viewer.locator(".viewer-title")).to_have_text(citation["title"])
     expect(viewer.locator(".crumbs li").last).to_have_text(citation["section"][-1])
-    expect(viewer.locator("mark")).to_have_count(1)
-    assert viewer.locator("mark").text_content() == citation["quote"]
+    expect(viewer.locator("mark.quote")).to_have_count(1)
+    assert viewer.locator("mark.quote").text_content() == citation["quote"]
     assert viewer.locator(".passage").text_content() == passage["text"]
     assert passage["text"][citation["start"] : citation["end"]] == citation["quote"]
     expect(viewer.locator(".url-text")).to_have_text(citation["url"])
@@ -381,16 +382,16 @@ def test_keyboard_only_enter_sends_shift_enter_breaks_a_line_and_enter_on_a_badg
     expect(box).to_have_value("")
     wait_for_focus(tab, "textarea")  # focus stays in the box for the next question
 
-    badge = answer.locator(".badge").first
+    badge = answer.locator(".answer-text .badge").first
     badge.focus()
     tab.page.keyboard.press("Enter")
     viewer = tab.page.locator("dialog.viewer")
     expect(viewer).to_be_visible()
-    expect(viewer.locator("mark")).to_have_count(1)
+    expect(viewer.locator("mark.quote")).to_have_count(1)
     wait_for_focus(tab, '[aria-label="Close the passage"]')  # focus moved into the passage
     tab.page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
-    wait_for_focus(tab, f'.badge[data-n="{badge.get_attribute("data-n")}"]')  # and back to the badge
+    wait_for_focus(tab, f'.answer-text .badge[data-n="{badge.get_attribute("data-n")}"]')  # and back to the badge
 
 
 def test_off_topic_question_gets_a_plain_abstention_not_an_answer(open_tab, api_server, api_answers):
@@ -457,7 +458,7 @@ def test_a_partly_answered_question_shows_what_the_quotes_leave_out(open_tab, ap
     note = answer.locator(".partial-note")
     expect(note).to_have_text(body["abstention"]["message"])  # streamed as the `partial` event, kept when done
     assert "court" in body["abstention"]["missing"]
-    expect(answer.locator(".badge")).to_have_count(len(body["citations"]))
+    expect(answer.locator(".answer-text .badge")).to_have_count(len(body["citations"]))
     shot(tab, "desktop-partial")
 
 
@@ -476,7 +477,7 @@ def test_conversation_survives_a_reload_and_new_chat_clears_it(open_tab, api_ser
     expect(tab.page.locator(".turn")).to_have_count(2)
     assert tab.page.locator(".turns").inner_text() == before
     tab.page.locator(".turn").nth(1).locator(".badge").first.click()  # restored citations still open
-    expect(tab.page.locator("dialog.viewer mark")).to_have_count(1)
+    expect(tab.page.locator("dialog.viewer mark.quote")).to_have_count(1)
     tab.page.keyboard.press("Escape")
 
     tab.page.get_by_role("button", name="New chat").click()
@@ -512,6 +513,147 @@ def test_question_over_the_api_limit_is_stopped_in_the_browser(open_tab, api_ser
     outcome = reply(tab, 0)
     assert len(tab.asks) == 1 and len(tab.asks[0]["question"]) == MAX_QUESTION_CHARS
     expect(outcome).not_to_have_attribute("data-kind", "error")
+
+
+# ------------------------------------------------------------------------------ the short answer
+
+
+class InProcessServer:
+    """The app served by uvicorn in a thread of the test process, so a test can give it a service of its own."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> InProcessServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 60, "the in-process server to start")
+        assert self.server.started, "the in-process server did not start"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+MOON = "Which agreement says the Moon cannot be claimed by any nation?"
+
+
+@pytest.fixture(scope="module")
+def reading_server(tmp_path_factory):
+    """The real app over the bundled article (fake encoder, so it starts in seconds), with a stand-in for the
+    reader that puts a known short answer on the answer: "1979 Moon Agreement", in the quote of citation 2."""
+    from api.app import create_app
+    from rag.settings import load_settings
+    from test_short_answer import SPAN, ReadingService, service_over
+
+    assert SPAN == "1979 Moon Agreement"
+    root = tmp_path_factory.mktemp("reading-server")
+    build_fake_index(root, DEFAULT_CORPUS_DIR)
+    settings = load_settings(encoder="hashing", index_dir=root / "index", cache_dir=root / "cache", rate_limit="", log_level="warning")
+    logger = logging.getLogger("rag")  # the app configures it at start-up; other tests should not inherit that
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    server = InProcessServer(create_app(settings, service=service_over(root, ReadingService))).start()
+    yield server
+    server.stop()
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def check_short_answer_shown(tab: Tab, answer, expected: dict) -> None:
+    """The short answer first, in bold, with its citation's badge; and marked exactly inside that citation's quote."""
+    from playwright.sync_api import expect
+
+    short = expected["short_answer"]
+    cited = next(c for c in expected["citations"] if c["n"] == short["citation"])
+    span = cited["quote"][short["start"] - cited["start"] : short["end"] - cited["start"]]
+    assert span == short["text"]
+
+    expect(answer).to_have_attribute("data-kind", "answer")
+    assert answer.evaluate("el => [...el.children].map(c => c.className)")[:2] == ["rag-short-answer", "answer-text"]
+    shown = answer.locator("p.rag-short-answer")
+    expect(shown.locator("strong")).to_have_text(short["text"])
+    assert int(shown.locator("strong").evaluate("el => getComputedStyle(el).fontWeight")) >= 700
+    expect(shown.locator(".badge")).to_have_attribute("data-n", str(short["citation"]))
+
+    # Another citation's quote has no mark of the short answer ...
+    other = next(c for c in expected["citations"] if c["n"] != short["citation"])
+    answer.locator(f'.answer-text .badge[data-n="{other["n"]}"]').click()
+    viewer = tab.page.locator("dialog.viewer")
+    expect(viewer.locator("mark.quote")).to_have_text(other["quote"])
+    expect(viewer.locator("mark.rag-short-answer-mark")).to_have_count(0)
+    tab.page.keyboard.press("Escape")
+    # ... and its own quote marks exactly the span, at its offsets (the text before it is the quote's up to start).
+    shown.locator(".badge").click()
+    quote = viewer.locator("mark.quote")
+    expect(quote).to_have_count(1)
+    assert quote.text_content() == cited["quote"]
+    mark = quote.locator("mark.rag-short-answer-mark")
+    expect(mark).to_have_count(1)
+    assert mark.text_content() == span
+    before = quote.evaluate(
+        "q => { const r = document.createRange(); r.setStart(q, 0); r.setEndBefore(q.querySelector('.rag-short-answer-mark')); return r.toString(); }"
+    )
+    assert before == cited["quote"][: short["start"] - cited["start"]]
+    expect(viewer.locator(".legend")).to_contain_text(["Quoted in the answer", "The short answer"])
+
+
+def test_the_short_answer_shows_first_in_bold_and_is_marked_in_its_quote(open_tab, reading_server):
+    from playwright.sync_api import expect
+
+    expected = httpx.post(f"{reading_server.url}/ask", json={"question": MOON}, timeout=60).json()
+    assert expected["short_answer"]["citation"] == 2 and expected["short_answer"]["text"] == "1979 Moon Agreement"
+    assert expected["citations"][1]["start"] > 0  # offsets into the passage, not into the quote, are what is checked
+
+    # Streamed (the widget's way): the short_answer event arrives before the sentences and shows at once.
+    tab = open_tab(reading_server.url + "/")
+    tab.page.evaluate(RECORD_REPLIES)
+    ask(tab, MOON)
+    answer = reply(tab, 0)
+    early = [r for r in tab.page.evaluate("window.__replies") if r["state"] != "done"]
+    assert any(r["text"].startswith(expected["short_answer"]["text"]) for r in early), early
+    shot(tab, "desktop-short-answer")
+    check_short_answer_shown(tab, answer, expected)
+    shot(tab, "desktop-short-answer-passage")
+    failures = [
+        item["sel"] for item in tab.page.evaluate(MEASURE_COLOURS, [".rag-short-answer strong", "mark.rag-short-answer-mark"])
+        if item.get("missing") or contrast(item["fg"], item["bg"]) < 4.5
+    ]
+    assert failures == []
+    tab.page.keyboard.press("Escape")
+
+    # One JSON body (what the widget does when something turned the stream into JSON): the same.
+    def as_json(route, request) -> None:
+        route.fulfill(response=route.fetch(headers={**request.headers, "accept": "application/json"}))
+
+    tab.page.route("**/ask", as_json)
+    ask(tab, MOON)
+    check_short_answer_shown(tab, reply(tab, 1), expected)
+    tab.page.keyboard.press("Escape")
+    tab.page.unroute("**/ask")
+
+    # An abstention shows no short answer, even from a body that (wrongly) carries one.
+    abstained = httpx.post(f"{reading_server.url}/ask", json={"question": OFF_TOPIC}, timeout=60).json()
+    assert abstained["abstained"] and abstained["short_answer"] is None
+    body = json.dumps({**abstained, "short_answer": expected["short_answer"]})
+    tab.page.route("**/ask", fulfil_with({"status": 200, "content_type": "application/json", "body": body}))
+    ask(tab, OFF_TOPIC)
+    refusal = reply(tab, 2)
+    expect(refusal).to_have_attribute("data-kind", "abstained")
+    expect(refusal.locator(".rag-short-answer")).to_have_count(0)
+    tab.page.unroute("**/ask")
+
+    tab.page.reload()  # the conversation is restored with its short answers
+    expect(tab.page.locator(".turn")).to_have_count(3)
+    expect(tab.page.locator(".turn").nth(0).locator(".rag-short-answer strong")).to_have_text(expected["short_answer"]["text"])
+    assert tab.csp_violations() == [] and tab.errors() == []
 
 
 # ------------------------------------------------------------------------------ failures
@@ -628,7 +770,7 @@ def test_with_keys_required_the_page_still_answers_and_renews_a_lapsed_page_toke
         reply(tab, 1).locator(".badge").first.click()  # the passage viewer uses the token too
         viewer = tab.page.locator("dialog.viewer")
         expect(viewer).to_be_visible()
-        expect(viewer.locator("mark")).to_have_count(1)
+        expect(viewer.locator("mark.quote")).to_have_count(1)
         assert tab.csp_violations() == [] and tab.errors() == []
     finally:
         server.stop()
@@ -661,9 +803,9 @@ def test_embed_snippet_works_on_an_allowed_site_without_touching_its_styles(open
     expect(answer).to_have_attribute("data-kind", "answer")
     expected = api_answers(QUESTION)["citations"][0]
     shot(tab, "embed-desktop")
-    answer.locator(".badge").first.click()
+    answer.locator(".answer-text .badge").first.click()
     viewer = tab.page.locator("dialog.viewer")
-    assert viewer.locator("mark").text_content() == expected["quote"]
+    assert viewer.locator("mark.quote").text_content() == expected["quote"]
     # On the encyclopedia's own pages the article's relative URL resolves against the page: a real link.
     assert viewer.locator("a.source-url").get_attribute("href") == urljoin(allowed.url + "/", expected["url"])
     tab.page.keyboard.press("Escape")

@@ -297,7 +297,12 @@ def search(
 
 
 def _print_answer(answer: dict) -> None:
-    """An answer body (``/ask``'s JSON) as text: the answer, what it leaves out, then its sources with their quotes."""
+    """An answer body (``/ask``'s JSON) as text: the short answer and its marker (when the reader found one),
+    the answer, what it leaves out, then its sources with their quotes."""
+    from rag.payloads import short_answer_line
+
+    if short := short_answer_line(answer):
+        typer.echo(f"{short}\n")
     typer.echo(answer["answer"])
     note = answer.get("abstention")
     if note and not answer["abstained"]:

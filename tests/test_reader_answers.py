@@ -183,3 +183,13 @@ def test_a_missing_or_damaged_reader_fails_at_start_in_one_line(fake_index, rag_
     *before, line = run.stderr.strip().splitlines()  # after at most the line that says what is being loaded
     assert line.startswith("error: ") and str(path) in line and all(b.startswith("loading ") for b in before), run.stderr
     assert ("RAG_READER=off" in line) if which == "missing" else ("damaged or replaced" in line)
+
+
+def test_rag_ask_prints_the_short_answer_and_its_marker_before_the_answer(index, capsys):
+    from rag.cli import _print_answer
+    from rag.payloads import AskResponse
+
+    body = AskResponse.of(service(index, ScriptedReader("1961")).ask(WHEN)).model_dump(mode="json")
+    _print_answer(body)
+    short, answer, _ = capsys.readouterr().out.split("\n\n", 2)
+    assert short == f"1961 [{body['short_answer']['citation']}]" and answer == body["answer"]

@@ -29,7 +29,7 @@ def train_reader_command(
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps in all, then validate and export (-1: all).")] = -1,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints.")] = 200,
     quantize: Annotated[
-        str, typer.Option("--quantize", help="int8 recipe: all (under 25 MB) or keep-ffn-output (closer to float, about 32 MB).")
+        str, typer.Option("--quantize", help="int8 recipe: all (22 MB), keep-last-ffn-output (the last feed-forward output in float, 25 MB) or keep-ffn-output (closer to float, about 32 MB).")
     ] = "all",
     log_every: Annotated[int, typer.Option("--log-every", min=1, help="Steps between points of the learning curve.")] = 20,
     threads: Annotated[int, typer.Option("--threads", min=1, max=256, help="CPU threads for PyTorch and ONNX Runtime.")] = 2,

@@ -55,8 +55,8 @@ class ReaderTrainConfig:
             raise ConfigError("reader training needs epochs >= 1, batch size >= 1, 0 < learning rate < 1 and 0 <= warm-up < 1")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.threads < 1 or self.limit < 0:
             raise ConfigError("checkpoint and log intervals and threads must be >= 1, and --limit >= 0")
-        if self.quantize not in ("all", "keep-ffn-output"):
-            raise ConfigError(f"unknown --quantize {self.quantize!r}; choose all or keep-ffn-output")
+        if self.quantize not in ("all", "keep-ffn-output", "keep-last-ffn-output"):
+            raise ConfigError(f"unknown --quantize {self.quantize!r}; choose all, keep-last-ffn-output or keep-ffn-output")
         self.settings()  # the window settings are checked there
 
     def settings(self, threshold: float = 0.0) -> ReaderSettings:

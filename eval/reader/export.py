@@ -30,11 +30,12 @@ from eval.reader.config import ReaderReport, ReaderTrainConfig
 from eval.reader.predict import answers_at, choose_threshold, predictions, rounded, torch_logits, torch_reader
 from rag.answer.reader import FORMAT_VERSION, MODEL_FILE, READER_META, TOKENIZER_FILES, Reader, encode_windows, run_windows
 
-MIN_AGREEMENT = 0.95
+MAX_F1_DROP = 1.5  # validation F1 points the int8 model may lose against the float model
 #: What each quantisation recipe stores as int8 (onnxruntime quantize_dynamic, weights per channel, 7 bits).
 QUANTIZE_RECIPES = {
     "all": "int8 MatMul weights and embedding tables",
     "keep-ffn-output": "int8 MatMul weights and embedding tables, feed-forward output projections kept float",
+    "keep-last-ffn-output": "int8 MatMul weights and embedding tables, the last layer's feed-forward output projection kept float",
 }
 MAX_MODEL_BYTES = 25 * 1024 * 1024
 OPSET = 17
@@ -76,9 +77,10 @@ def quantize(fp32: Path, int8: Path, recipe: str = "all") -> None:
     if recipe not in QUANTIZE_RECIPES:
         raise ExportError(f"unknown quantisation recipe {recipe!r}; choose one of: {', '.join(QUANTIZE_RECIPES)}")
     keep = []
-    if recipe == "keep-ffn-output":
+    if recipe in ("keep-ffn-output", "keep-last-ffn-output"):
         graph = onnx.load(str(fp32), load_external_data=False).graph
         keep = [n.name for n in graph.node if n.op_type == "MatMul" and "/output/dense/" in n.name and "attention" not in n.name]
+        keep = keep[-1:] if recipe == "keep-last-ffn-output" else keep
     logging.disable(logging.WARNING)  # its advice to pre-process the graph first, printed on every call
     try:
         quantize_dynamic(
@@ -163,7 +165,7 @@ def export_reader(
     float_dir: Path, base: Path, work: Path, prepared, config: ReaderTrainConfig, report: ReaderReport, log
 ) -> None:
     """Export the best float model into ``work`` (see the module's docstring); fills ``report.int8_figures`` and
-    ``report.export``. ExportError when the int8 model does not agree with the float one."""
+    ``report.export``. ExportError when the int8 model scores more than MAX_F1_DROP below the float one."""
     import datetime as _dt
 
     from embeddings.model_folder import MODEL_NAME
@@ -179,13 +181,17 @@ def export_reader(
         f"{agreed['questions']} validation questions (same best span {agreed['same_span']:.1%}), largest logit "
         f"difference {agreed['max_abs_logit_diff']}"
     )
-    if agreed["same_answer"] < MIN_AGREEMENT:
-        raise ExportError(
-            f"the int8 reader gives the float model's answer on only {agreed['same_answer']:.1%} of {agreed['questions']} "
-            f"validation questions (at least {MIN_AGREEMENT:.0%} needed); the float model is kept in {float_dir}"
-            + ("; re-run the same command with --quantize keep-ffn-output (about 32 MB) to export again" if config.quantize == "all" else "")
-        )
+    # The gate is the exported model's own quality: its validation F1 at the threshold best for it. Answer-for-answer
+    # agreement is reported, not required: a reader whose margins sit near its threshold on many questions flips
+    # some of them under any rounding while scoring the same.
     choice = choose_threshold(prepared.validation, predictions(prepared.validation, reader.read_batch))
+    drop = report.float_figures["f1"] - choice.figures["f1"]
+    if drop > MAX_F1_DROP:
+        raise ExportError(
+            f"the int8 reader scores validation F1 {choice.figures['f1']:.2f}, {drop:.2f} below the float model's "
+            f"{report.float_figures['f1']:.2f} (at most {MAX_F1_DROP} allowed); the float model is kept in {float_dir}"
+            + ("; re-run the same command with --quantize keep-ffn-output (about 32 MB) to export again" if config.quantize != "keep-ffn-output" else "")
+        )
     report.int8_figures = {"threshold": choice.threshold, **rounded(choice.figures)}
     report.export = {
         "model_bytes": (work / MODEL_FILE).stat().st_size,

@@ -34,7 +34,7 @@ from rag.faults import checkpoint
 from rag.search.filters import Filters
 from rag.answer.judge import Judge, feature_rows
 from rag.search.modes import Mode
-from rag.answer.reader import Reader, Span
+from rag.answer.reader import Reader, Span, decide
 from rag.answer.question import YESNO, QuestionAnalysis, analyze_question, contextual_query, dangling_reference, needs_context, question_parts
 from rag.search.retrieve import Retriever, SearchResult
 from rag.answer.unit_cache import UnitCache
@@ -237,7 +237,9 @@ class AnswerService:
             return None
         checkpoint("read")
         top = results[: self.config.reader_passages]
-        span = self.reader.answer(judged.whole.question, [r.chunk.text for r in top])
+        passages = [r.chunk.text for r in top]
+        threshold = self.config.reader_threshold
+        span = self.reader.answer(judged.whole.question, passages) if threshold is None else decide(self.reader.read(judged.whole.question, passages), threshold)
         if span is None:
             return _Reading(None, None)
         unit = next(

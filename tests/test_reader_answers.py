@@ -11,6 +11,7 @@ import pytest
 from answer_checks import check_answer
 from corpus import parse_markdown
 from embeddings import HashingEncoder
+from rag.answer.question import DATE, QUANTITY
 from rag.answer.reader import Span
 from rag.answer.service import AnswerConfig, AnswerService
 from rag.index import build_index, load_index
@@ -75,6 +76,7 @@ def index(tmp_path_factory):
 
 def service(index, reader=None, **config) -> AnswerService:
     loaded, encoder = index
+    config = {"reader_kinds": frozenset({DATE, QUANTITY}), **config}  # the rules, whichever kinds the default lets the reader decide
     return AnswerService(Retriever(loaded, encoder), AnswerConfig(abstain_threshold=0.0, **config), reader=reader)
 
 

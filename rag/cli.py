@@ -297,8 +297,7 @@ def search(
 
 
 def _print_answer(answer: dict) -> None:
-    """An answer body (``/ask``'s JSON) as text: the short answer and its marker (when the reader found one),
-    the answer, what it leaves out, then its sources with their quotes."""
+    """An answer body (``/ask``'s JSON) as text: the short answer, the answer, what it leaves out, its sources."""
     from rag.payloads import short_answer_line
 
     if short := short_answer_line(answer):

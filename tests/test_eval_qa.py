@@ -9,7 +9,7 @@ import pytest
 
 from eval.errors import EvalDataError
 from eval.qa import DEFAULT_QUESTIONS, QAItem, load_question_set, score_response
-from tests.conftest import build_fake_index, run_rag, server_env
+from conftest import build_fake_index, run_rag, server_env
 
 
 def write_questions(path: Path, rows: list[dict]) -> Path:

@@ -299,7 +299,6 @@ def search(
 def _print_answer(answer: dict) -> None:
     """An answer body (``/ask``'s JSON) as text: the short answer, the answer, what it leaves out, its sources."""
     from rag.payloads import short_answer_line
-
     if short := short_answer_line(answer):
         typer.echo(f"{short}\n")
     typer.echo(answer["answer"])

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rag import __version__
 from rag.search.filters import Filters, FilterValue  # noqa: F401  (the request schemas and routes use both)
 from rag.search.modes import Mode
 from rag.payloads import (  # noqa: F401  (re-exported: the API's schema names them)
@@ -158,6 +159,7 @@ class PassageDetail(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    version: str = Field(__version__, description="The version of the service (as `rag --version` prints it).")
 
 
 class Ready(BaseModel):

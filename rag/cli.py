@@ -19,13 +19,13 @@ import typer
 
 from corpus.loader import CorpusError
 from core.errors import RagError
-from rag.commands import LazyGroup
+from rag.commands import LazyGroup, root
 
 app = typer.Typer(
     name="rag",
     cls=LazyGroup,
     help="Cited question answering over encyclopedia articles.",
-    no_args_is_help=True,
+    no_args_is_help=True, callback=root,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Annotated
 
 import click
 import typer
@@ -54,6 +55,20 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     ),
     "bench": LazyCommand("eval.bench.cli:bench_app", "Performance benchmarks: print tables and write JSON (figures, never pass/fail)."),
 }
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from rag import __version__
+
+        typer.echo(f"rag {__version__}")
+        raise typer.Exit(0)
+
+
+def root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
+) -> None:
+    """The ``rag`` group's own options (``--version``)."""
 
 
 class LazyGroup(TyperGroup):

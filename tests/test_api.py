@@ -12,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import rag
+
 from answer_checks import captured_log, check_answer_dict, running
 from api.app import create_app
 from api.schemas import AskResponse
@@ -141,7 +143,7 @@ def test_passage_detail_has_article_metadata_and_neighbours(client, bundled_retr
 
 
 def test_health_and_ready(client, bundled_retriever):
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "version": rag.__version__}
     ready = client.get("/ready")
     assert ready.status_code == 200
     index = bundled_retriever.index

@@ -268,3 +268,13 @@ def test_index_and_search_use_the_bundled_model(tmp_path: Path, bundled_index, s
     for r in results:  # each dense score is the model's cosine of question and passage
         chunk = served.chunks[served.row_of[r["passage_id"]]]
         assert r["dense_score"] == pytest.approx(float(encoder.embed_batch([embed_text(chunk)])[0] @ query), abs=1e-3)
+
+
+def test_version_is_the_installed_distributions(rag_cli):
+    from importlib.metadata import version
+
+    import rag
+
+    run = rag_cli(["--version"])
+    assert run.returncode == 0 and run.stderr == ""
+    assert run.stdout == f"rag {rag.__version__}\n" and rag.__version__ == version("space-diplomacy-rag")

@@ -37,13 +37,6 @@ class Judge:
         """Why ``evidence`` does not answer ``question``: the reason, the focus missing and the names mentioned."""
         return explain(question, evidence, self._idf(question), self.units.acronyms(), best)
 
-    def absent_names(self, question: QuestionAnalysis, evidence: list[Evidence]) -> tuple[str, ...]:
-        """Names and numbers of the question that no passage of ``evidence`` holds."""
-        terms = frozenset().union(*(ev.passage_terms for ev in evidence)) if evidence else frozenset()
-        text = " ".join(dict.fromkeys(ev.passage_text for ev in evidence))
-        acronyms = self.units.acronyms()
-        return tuple(n.text for n in question.names if not present(n, terms, acronyms, text))
-
     def has_unindexed_words(self, question: QuestionAnalysis) -> bool:
         known = self.index.words or {}
         return self.encoder is not None and any(f.text.casefold() not in known for f in question.words)

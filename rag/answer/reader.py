@@ -10,6 +10,7 @@ copy, so what was measured is what runs. A reader folder holds ``model.onnx``, t
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -282,9 +283,10 @@ class Reader:
         self.settings, self.meta = settings, meta
         return self
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
-        """The reader's name (its folder's, unless ``reader.json`` names it) and its model's fingerprint prefix."""
+        """The reader's name (its folder's, unless ``reader.json`` names it) and its model's fingerprint prefix
+        (worked out once: every answer names it)."""
         meta = self.load().meta
         return f"{meta.get('name') or self.folder.resolve().name} {str(meta.get('fingerprint', ''))[:12]}"
 

@@ -212,7 +212,7 @@ class AnswerService:
         if reading is not None and self._reader_decides(judged, reading):
             # The reader decides this kind of question: it answers only with a span it found, and never for
             # a question whose names the passages lack (however well a span reads).
-            if reading.span is None or self.judge.absent_names(judged.whole, judged.evidence):
+            if reading.span is None or not self.judge.names_quoted(judged.whole, list(range(len(judged.evidence))), judged.evidence):
                 return abstain(self._unread(judged), support)
             chosen, gaps = self._quotes(judged, answered, results, False) if answered else ([], ())
             lead = judged.citable[reading.unit]

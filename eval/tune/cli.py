@@ -45,8 +45,7 @@ def tune_command(
 
     Validates on a part of the questions it does not train on; use the result with --model or RAG_MODEL_PATH.
     """
-    from eval.tune.config import TuneConfig
-    from eval.tune.train import check_output, tune
+    from eval.tune.config import TuneConfig, check_output
 
     config = TuneConfig(
         epochs=epochs,
@@ -59,7 +58,9 @@ def tune_command(
         max_pairs=max_pairs,
         threads=threads,
     )
-    check_output(output, overwrite)
+    check_output(output, overwrite)  # before the seconds that importing the trainer takes
+    from eval.tune.train import tune
+
     labelled = _labelled(data, split, qrels, corpus)
     report = tune(labelled, output, config, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
     _echo_validation(report)

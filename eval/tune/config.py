@@ -56,3 +56,11 @@ class TuneReport:
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # user + system time of this process: what the run costs whatever else the machine runs
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # at the start: how busy the machine was
+
+
+def check_output(output: str | Path, overwrite: bool) -> Path:
+    """``output`` if a model may be written there (checked before minutes of work, not after)."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    return output

@@ -27,7 +27,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from core.errors import ConfigError
 from eval.metrics import ir_scores
 from eval.tune.card import write_card
-from eval.tune.config import ALPHAS, METRIC, TuneConfig, TuneReport
+from eval.tune.config import ALPHAS, METRIC, TuneConfig, TuneReport, check_output
 from eval.tune.data import LabelledSet, Pair, bm25_index, build_pairs, split_queries, validation_pool
 from rag.faults import checkpoint
 
@@ -193,14 +193,6 @@ def _loss(model, config: TuneConfig):
         hardness_mode="in_batch_negatives" if config.hardness else None,
         hardness_strength=config.hardness,
     )
-
-
-def check_output(output: str | Path, overwrite: bool) -> Path:
-    """``output`` if a model may be written there (checked before minutes of work, not after)."""
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
-    return output
 
 
 def _evaluator(data: LabelledSet, dev_ids: list[str], lexical, config: TuneConfig) -> PoolEvaluator | None:

@@ -33,7 +33,10 @@ $(UV):
 
 # --frozen: install exactly what uv.lock says, without resolving; `make lock-check` tells whether the
 # lock still matches pyproject.toml. `make run` keeps packages it did not install (--inexact), so a
-# test environment stays whole; `make test` syncs exactly.
+# test environment stays whole; `make test` syncs exactly. Bytecode is compiled once at install
+# (~30 s): uv does not by default, and where PYTHONDONTWRITEBYTECODE is set every process would
+# otherwise compile PyTorch, transformers and Ray again (an import of them: 19 s -> 8 s).
+export UV_COMPILE_BYTECODE := 1
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet --inexact --python $(PYTHON)
 	@touch $@

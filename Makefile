@@ -24,7 +24,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test index browser lock lock-check reader clean
+.PHONY: run test index browser docs lock lock-check reader clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --quiet --extra test --extra ray --python $(PYTHON)
+	$(UV) sync --frozen --quiet --extra test --extra ray --extra docs --python $(PYTHON)
 	@touch $(STAMP) $@
 
 index: $(STAMP)
@@ -50,6 +50,11 @@ index: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/rag serve --host $(HOST) --port $(PORT) --build-if-missing
+
+# The documentation site, offline, into site/ (strict: a broken link or a page missing from the nav fails).
+docs: | $(UV)
+	$(UV) sync --frozen --quiet --inexact --extra docs --python $(PYTHON)
+	$(BIN)/mkdocs build --strict
 
 browser:
 	@sh tests/ensure_chromium.sh
@@ -74,4 +79,4 @@ lock-check: | $(UV)
 	@$(UV) lock --check --quiet --python $(PYTHON) 2>/dev/null || { echo "error: uv.lock does not match pyproject.toml; run 'make lock' and commit uv.lock"; exit 1; }
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .rag-index .rag-index.builds .rag-cache artifacts
+	rm -rf $(VENV) $(TOOLS) .rag-index .rag-index.builds .rag-cache artifacts site

@@ -143,7 +143,7 @@ class MiniLMEncoder(Encoder):
         import torch
 
         # Intra-op threads pay off on batches; for a question or two, handing work between
-        # threads costs more than it saves (2-3x slower on a busy two-core machine; BENCHMARKS.md).
+        # threads costs more than it saves (2-3x slower on a busy two-core machine; docs/benchmarks.md).
         narrow = len(texts) <= 2 and self.threads > 1
         if narrow:
             torch.set_num_threads(1)

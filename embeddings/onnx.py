@@ -73,7 +73,7 @@ class QuantRecipe:
     feed-forward output projections fp32 (their input is GELU output, whose outliers one int8
     scale per run holds less well): closer vectors (cosine to fp32 0.997 instead of 0.994) but
     25% slower, and no better on SciFact (nDCG@10 0.7373 vs 0.7366 hybrid, 0.6792 vs 0.6804
-    dense; torch 0.7354 and 0.6840). So everything is quantised; BENCHMARKS.md has the figures.
+    dense; torch 0.7354 and 0.6840). So everything is quantised; docs/benchmarks.md has the figures.
     """
 
     isa: str
@@ -360,7 +360,7 @@ class OnnxModel:
     process that only answers questions.
 
     Texts run one at a time, ``threads`` of them in parallel, each run single-threaded. Measured
-    here (BENCHMARKS.md): with no padding at all this is faster than padded batches, parallel
+    here (docs/benchmarks.md): with no padding at all this is faster than padded batches, parallel
     runs use two cores better than intra-op threads do, and an int8 vector no longer depends on
     the other texts of its batch (dynamic quantisation scales activations per run, padding included).
     """

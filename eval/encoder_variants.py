@@ -11,7 +11,7 @@ to 256 word pieces) and the product's questions are encoded by:
 * torch questions on one thread against two, and one pass per question against merged passes
   (embeddings/batching.py) of 8 and 16 questions.
 
-Prints a table and writes JSON. Figures, never pass/fail; BENCHMARKS.md records a run.
+Prints a table and writes JSON. Figures, never pass/fail; docs/benchmarks.md records a run.
 """
 
 from __future__ import annotations

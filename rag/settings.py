@@ -41,7 +41,7 @@ class Settings(BaseSettings):
 
     # vector store
     vector_index: Literal["auto", "flat", "hnsw"] = Field("auto", description="Exact search, HNSW, or HNSW above hnsw_threshold.")
-    hnsw_threshold: int = Field(50_000, ge=1, description="Chunks from which auto picks HNSW (exact search costs about 11 ms per question there; BENCHMARKS.md).")
+    hnsw_threshold: int = Field(50_000, ge=1, description="Chunks from which auto picks HNSW (exact search costs about 11 ms per question there; docs/benchmarks.md).")
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(200, ge=8, le=4096)
     hnsw_ef_search: int = Field(128, ge=8, le=4096)
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # answers
     abstain_threshold: float = Field(0.24, ge=-1, le=1, description="Support below which the service abstains.")
     max_sentences: int = Field(4, ge=1, le=20, description="Most sentences in an extractive answer.")
-    reader: bool = Field(False, description="Run the bundled reader (a trained reading model) over the top passages: it adds a short answer and decides whether how-many and how-much questions are answered. Off by default: it costs about 90 ms a question and abstains on some answerable ones (README, 'A reader').")
+    reader: bool = Field(False, description="Run the bundled reader (a trained reading model) over the top passages: it adds a short answer and decides whether how-many and how-much questions are answered. Off by default: it costs about 90 ms a question and abstains on some answerable ones (docs/evaluation.md, 'A reader').")
     reader_path: Path | None = Field(None, description="Folder of a reader made by 'rag train-reader' (its model/ folder), used instead of the bundled one.")
 
     # HTTP service
@@ -188,7 +188,7 @@ def vector_store_params(settings: Settings) -> VectorStoreParams:
 
 
 #: Memory one server process takes, by encoder backend (peak RSS measured with the bundled
-#: article, plus room for a larger index's working set; BENCHMARKS.md).
+#: article, plus room for a larger index's working set; docs/benchmarks.md).
 WORKER_BYTES = {"torch": 1_200_000_000, "onnx": 600_000_000, "onnx-int8": 400_000_000}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Each package and the project packages it may import (README, "Layout").
+#: Each package and the project packages it may import (docs/architecture.md, "Layout").
 LAYERS: dict[str, set[str]] = {
     "core": set(),
     "corpus": {"core"},
@@ -21,8 +21,8 @@ LAYERS: dict[str, set[str]] = {
     "eval": {"core", "corpus", "embeddings", "rag"},
 }
 
-#: Inside ``rag``: each room (a sub-package, one job of the pipeline) and the rooms it may import (README,
-#: "Layout"). Text <- index <- search <- answer <- shards; a room may also import itself.
+#: Inside ``rag``: each room (a sub-package, one job of the pipeline) and the rooms it may import
+#: (docs/architecture.md, "Layout"). Text <- index <- search <- answer <- shards; a room may also import itself.
 ROOMS: dict[str, set[str]] = {
     "rag.text": set(),
     "rag.index": {"rag.text"},
@@ -162,7 +162,7 @@ def test_the_checks_report_an_upward_import_and_a_cycle_in_a_small_tree(tmp_path
 
 def test_packages_import_downward_only():
     wrong = _upward(_graph())
-    assert wrong == [], "imports against the layers (README, Layout):\n" + "\n".join(wrong)
+    assert wrong == [], "imports against the layers (docs/architecture.md, Layout):\n" + "\n".join(wrong)
 
 
 def _room(module: str) -> str | None:
@@ -190,7 +190,7 @@ def test_rooms_of_rag_import_along_the_pipeline_only():
             room = _room(target)
             if room != home and room not in ROOMS[home]:
                 wrong.append(f"{source} -> {target}" + ("  (rag's wiring)" if room is None else ""))
-    assert wrong == [], "imports against the rooms of rag (README, Layout):\n" + "\n".join(wrong)
+    assert wrong == [], "imports against the rooms of rag (docs/architecture.md, Layout):\n" + "\n".join(wrong)
 
 
 def test_the_upward_exceptions_are_still_needed():

@@ -1,6 +1,7 @@
-"""A newcomer following README.md: ``make run`` (index built, then served), the port answering
-"starting" while the model loads, every curl example of the README against that live server,
-and the README's sample answer compared with what the service returns for the same request."""
+"""A newcomer following README.md and the docs: ``make run`` (index built, then served), the port
+answering "starting" while the model loads, every curl example of the README and of docs/*.md against
+that live server, the README's ``rag ask`` example with the output it shows, and the HTTP page's
+sample answer compared with what the service returns for the same request."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCS = [README, *(p.read_text(encoding="utf-8") for p in sorted((REPO / "docs").glob("*.md")))]
+HTTP_PAGE = (REPO / "docs" / "http-api.md").read_text(encoding="utf-8")
 DOCUMENTED_URL = "http://127.0.0.1:8000"
 
 
@@ -44,8 +47,8 @@ def curl_examples(text: str) -> list[str]:
 
 
 def sample_response() -> tuple[dict, dict]:
-    """The README's POST /ask example: the request its curl command sends, and the response it shows."""
-    section = README[README.index("### `POST /ask`") :]
+    """The HTTP page's POST /ask example: the request its curl command sends, and the response it shows."""
+    section = HTTP_PAGE[HTTP_PAGE.index("## `POST /ask`") :]
     request = json.loads(re.search(r"-d '(\{.*?\})'", section).group(1))
     body = re.search(r"```json\n(.*?)```", section, flags=re.S).group(1)
     return request, json.loads(body)
@@ -94,7 +97,7 @@ def make_run(tmp_path_factory, bundled_index):
                     break
             time.sleep(0.05)
         assert seen and seen[-1][0] == 200, log_path.read_text(errors="replace")
-        yield url, seen, log_path
+        yield url, seen, log_path, env
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -105,7 +108,7 @@ def make_run(tmp_path_factory, bundled_index):
 
 
 def test_make_run_answers_starting_while_the_model_loads_then_ready(make_run):
-    url, seen, log_path = make_run
+    url, seen, log_path, _ = make_run
     starting = [s for s in seen if s[0] == 503]
     assert starting, f"the port only opened once loaded: {seen}"
     status, detail, retry_after = starting[0]
@@ -116,10 +119,10 @@ def test_make_run_answers_starting_while_the_model_loads_then_ready(make_run):
     assert "building the index of" in log and "serving on http://127.0.0.1:" in log  # the quickstart's promise
 
 
-def test_every_curl_example_of_the_readme_works_against_the_live_server(make_run):
-    url, _, _ = make_run
-    commands = curl_examples(README)
-    assert len(commands) >= 7, commands
+def test_every_curl_example_of_the_readme_and_the_docs_works_against_the_live_server(make_run):
+    url, _, _, _ = make_run
+    commands = [command for text in DOCS for command in curl_examples(text)]
+    assert len(commands) >= 8, commands
     for command in commands:
         live = command.replace(DOCUMENTED_URL, url)
         assert live != command, f"an example not on {DOCUMENTED_URL}: {command}"
@@ -165,11 +168,22 @@ def _matches(shown, real, path: str = "$") -> list[str]:
 
 
 def test_the_readme_sample_answer_is_what_the_service_returns(make_run):
-    url, _, _ = make_run
+    url, _, _, _ = make_run
     request, shown = sample_response()
     real = httpx.post(f"{url}/ask", json=request, timeout=60).json()
     differences = _matches(shown, real)
     assert not differences, (
-        "README.md's sample response differs from the service's:\n" + "\n".join(differences)
+        "docs/http-api.md's sample response differs from the service's:\n" + "\n".join(differences)
         + "\nThe service returns:\n" + json.dumps(real, ensure_ascii=False, indent=1)[:6000]
     )
+
+
+def test_the_readme_rag_ask_example_prints_what_the_readme_shows(make_run):
+    """The README's command, run where `make run` built its index, prints the answer and citation shown."""
+    _, _, _, env = make_run
+    command = next(line for block in sh_blocks(README) for line in block.splitlines() if line.startswith("rag ask "))
+    shown = re.search(r"```text\n(.*?)```", README[README.index(command) :], flags=re.S).group(1)
+    venv = Path(sys.executable).parent
+    run = subprocess.run([str(venv / "rag"), *shlex.split(command)[1:]], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert " ".join(run.stdout.split()) == " ".join(shown.split()), run.stdout

@@ -10,7 +10,7 @@ does (memory-mapped, verified; the one index through the same server code), asks
 and the evidence of ``--questions`` questions (the dataset's own queries), and prints the process's proportional set size (PSS: shared pages divided
 among their users) and resident size once the libraries are imported (before opening) and after the
 questions: the difference is what the index costs. A Serve replica adds its runtime (Python, the
-libraries, Ray: about 135 MB for a shard replica, BENCHMARKS.md) to these figures.
+libraries, Ray: about 135 MB for a shard replica, docs/benchmarks.md) to these figures.
 """
 
 from __future__ import annotations

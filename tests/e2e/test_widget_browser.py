@@ -39,6 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+#: The shot the README shows (the bundled article's answer, its citation open and highlighted);
+#: RAG_UPDATE_DOCS_IMAGES=1 make test writes it again.
+DOCS_SHOT, DOCS_IMAGE = "desktop-passage", Path(__file__).resolve().parents[2] / "docs" / "images" / "widget.png"
 DESKTOP = {"width": 1280, "height": 800}
 NARROW = {"width": 360, "height": 740}
 # Generous waits: these bound a hang, they do not measure speed (the first answer warms the model up).
@@ -283,6 +286,8 @@ def fulfil_with(response: dict):
 def shot(tab: Tab, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    if name == DOCS_SHOT and os.environ.get("RAG_UPDATE_DOCS_IMAGES"):  # the README's picture, refreshed on demand
+        DOCS_IMAGE.write_bytes((SCREENSHOTS / f"{name}.png").read_bytes())
 
 
 def wait_for_focus(tab: Tab, selector: str) -> None:

@@ -187,3 +187,21 @@ def test_the_model_weighs_features_in_the_documented_order():
     x[1, AnswerabilityModel.FEATURES.index("cosine")] = 2.0
     p = model.probability(x)
     assert p[0] == pytest.approx(0.5) and p[1] == pytest.approx(1 / (1 + np.exp(-2.0)))
+
+
+@pytest.mark.parametrize(
+    "question, named",
+    [
+        ("Who wrote 'Exploring the Final Frontier'?", True),  # the main title, before the colon
+        ("When was Exploring the Final Frontier: The Significance of Space Diplomacy in a Rapidly Evolving Cosmos published?", True),
+        ("Which journal printed ‘exploring the final frontier’?", True),
+        ("What does Exploring the Final Frontier argue?", False),  # asks what it says, which its entry does not
+        ("Who wrote about the final frontier?", False),  # two words of nine
+        ("Who wrote about space diplomacy?", False),  # a two-word main title is not named by a topic
+    ],
+)
+def test_a_listed_work_is_named_by_its_title_in_a_who_when_where_question(question, named):
+    from rag.answer.unit_cache import listed_work_named
+
+    entry = '4. Moroz, Andrii. "Exploring the Final Frontier: The Significance of Space Diplomacy in a Rapidly Evolving Cosmos." LCP, 2023.'
+    assert (listed_work_named(question, entry)[0] >= 0.6) is named

@@ -83,6 +83,31 @@ def test_the_reference_list_is_searchable_but_never_quoted(service):
         assert all(c.section[-1] != "Academic Sources and References" for c in a.citations), a.answer
 
 
+@pytest.mark.parametrize(
+    "question, entry_words",
+    [
+        ("Who wrote 'Uzay Hukuku, Uzayda Güvenlik ve Diplomasi'?", "Kıllıoğlu, Mehmet Erkan"),
+        ("who wrote 'exploring the final frontier'?", "Moroz, Andrii, and Nataliia Borotkanych"),
+        ("Which journal published Space Diplomacy: The Final Frontier of Theory and Practice?", "The Hague Journal of Diplomacy"),
+    ],
+)
+def test_a_question_about_a_listed_work_by_its_title_is_answered_from_its_reference_line(service, question, entry_words):
+    answer = service.ask(question)
+    check_answer(answer)
+    assert not answer.abstained, answer.answer
+    assert len(answer.citations) == 1 and answer.citations[0].section[-1] == "Academic Sources and References"
+    assert entry_words in answer.citations[0].quote
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What does the Final Frontier of Theory and Practice argue?", "Who wrote about space diplomacy?"],
+)
+def test_a_question_that_does_not_ask_who_wrote_a_named_work_stays_unquoted(service, question):
+    answer = service.ask(question)
+    assert answer.abstained and answer.abstention.reason == "references_only", answer.answer
+
+
 def test_a_follow_up_without_its_context_asks_for_it(service):
     alone = service.ask("And who took part in it?")
     assert alone.abstained and alone.abstention.reason == "needs_context" and "“it”" in alone.answer

@@ -37,7 +37,7 @@ from rag.search.modes import Mode
 from rag.answer.reader import Reader, Span, decide
 from rag.answer.question import YESNO, QuestionAnalysis, analyze_question, contextual_query, dangling_reference, needs_context, question_parts
 from rag.search.retrieve import Retriever, SearchResult
-from rag.answer.unit_cache import UnitCache
+from rag.answer.unit_cache import UnitCache, listed_work_named
 
 __all__ = [
     "ABSTAIN_MESSAGE", "NEEDS_CONTEXT_MESSAGE", "REFERENCES_MESSAGE", "Abstention", "Answer", "AnswerConfig",
@@ -206,7 +206,11 @@ class AnswerService:
             return abstain(Abstention("off_topic", ABSTAIN_MESSAGE), support)
         judged = self._judge(question, query, candidates, results)
         if self._only_in_references(judged):
-            return abstain(Abstention("references_only", REFERENCES_MESSAGE), support)
+            if (listed := self._listed_work(question, judged)) is None:
+                return abstain(Abstention("references_only", REFERENCES_MESSAGE), support)
+            # A question about a listed work itself (who wrote it, when, where) is answered by its entry.
+            cited = cite(question, [candidates[listed]], results, self.generator)
+            return Answer(question, cited.text, False, cited.citations, cited.sentences, results, round(support, 4), query, reader=reader)
         reading = self._read(judged, results)
         answered = [v for v in (judged.overall, *judged.verdicts) if v.answerable]
         if reading is not None and self._reader_decides(judged, reading):
@@ -310,6 +314,14 @@ class AnswerService:
             return False
         every = self.judge.decide(judged.whole, judged.every_unit, judged.computed)
         return every.best is not None and not judged.mask[every.best] and every.probability > max(judged.overall.probability, 0.05)
+
+    @staticmethod
+    def _listed_work(question: str, judged: _Judgement) -> int | None:
+        """The listed source the question asks about by name (who wrote it, when, where), if one is: the
+        entry whose title it names most fully (then with the most words), at least three fifths of it."""
+        named = [(listed_work_named(question, ev.text), n) for n, (ev, keep) in enumerate(zip(judged.every_unit, judged.mask)) if not keep]
+        (share, _), best = max(named, default=((0.0, 0), None))
+        return best if share >= 0.6 else None
 
     def _quotes(
         self, judged: _Judgement, answered: list[Verdict], results: list[SearchResult], yes_no: bool

@@ -29,6 +29,39 @@ _REFERENCE_SECTION_RE = re.compile(
 _CITATION_ENTRY_RE = re.compile(r"^\s*(?:\d{1,3}[.)]\s+)?[^\s\"“]+,\s[^\"“]{1,80}[.\"“].*\b(?:1[5-9]|20)\d{2}\b[^\w]*$", re.S)
 
 
+# What a question about a listed work asks its entry for: who wrote it, when, where it appeared.
+_LISTING_QUESTION_RE = re.compile(
+    r"\b(?:who|authors?|authored|wrote|written|writers?|editors?|edited|when|year|published|publish\w*|journal|venue|appeared|where)\b", re.I
+)
+_QUOTED_TITLE_RE = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
+
+
+def _title_words(text: str) -> set[str]:
+    """Content words without the quotation marks a title is often typed in ('Exploring the Final Frontier')."""
+    return {w.strip("'’‘") for w in content_words(text)} - {""}
+
+
+def listed_work_named(question: str, entry: str) -> tuple[float, int]:
+    """How fully ``question`` names the work a bibliography ``entry`` lists, when it asks who wrote, when or
+    where: the share of a title's words it holds and how many (the quoted title or its main title before a
+    colon, else the entry's best-named part between full stops); (0.0, 0) when it asks something else or
+    names too few of the words."""
+    if not _LISTING_QUESTION_RE.search(question):
+        return 0.0, 0
+    quoted = _QUOTED_TITLE_RE.search(entry)
+    asked = _title_words(question)
+    best = (0.0, 0)
+    whole = quoted.group(1) if quoted else None
+    for part in (whole, whole.split(":")[0]) if whole else re.split(r"\.\s+", entry):
+        title = _title_words(part)
+        named = len(title & asked)
+        # a whole quoted title of two words counts; a part of an entry needs three ("Space Diplomacy: ..." is
+        # not named by every question about space diplomacy)
+        if named >= (2 if part is whole else 3):
+            best = max(best, (named / len(title), named))
+    return best
+
+
 def is_reference(chunk, text: str) -> bool:
     """Whether a unit lists a source (a references section, or a bibliography-shaped entry)."""
     if any(_REFERENCE_SECTION_RE.search(h) for h in chunk.section[1:]):

@@ -41,10 +41,10 @@ class AppState:
         # (embeddings/batching.py), which a pool of one thread per core would never let queue up.
         self.limiter = anyio.CapacityLimiter(POOL_PER_CORE * max(1, settings.threads or os.cpu_count() or 1))
         self.keys = KeyRing.from_settings(settings)
-        self.rate = RateLimiter(settings.rate_limit)
+        self.rate = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
         # With keys required, the bundled page gets signed page tokens (its own rate limit).
         self.page_tokens = PageTokens(self.keys.page_secret()) if self.keys.required and settings.page_access else None
-        self.page_rate = RateLimiter(settings.page_rate_limit)
+        self.page_rate = RateLimiter(settings.page_rate_limit, settings.rate_limit_storage)
         self.reload_lock = anyio.Lock()
         self.upload_lock = anyio.Lock()
         self.started = time.time()

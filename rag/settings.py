@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         description="Where rate-limit counts live: empty (each worker's memory, so N workers allow N times the limit) "
         "or redis://host:port (shared by every worker and every server using it).",
     )
+    load_wait_s: float = Field(
+        30.0, ge=0, le=600,
+        description="How long a question that reaches a worker still loading waits for it (then 503), and how long "
+        "POST /admin/reload and uploads wait for every worker to serve the new build; 0: no wait.",
+    )
 
     # the bundled page at / when client keys are required (api/security.py PageTokens)
     page_access: bool = Field(

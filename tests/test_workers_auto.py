@@ -7,6 +7,7 @@ holds across them. The fake encoder throughout: what is under test is the proces
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import signal
@@ -180,6 +181,21 @@ def check_metrics_sum_over_workers(url: str, shared: Path, workers: int) -> None
     assert f"rag_workers {float(workers)}" in texts[0]
 
 
+def check_a_crashed_worker_is_replaced_on_the_board(live: LiveServer, gates: Path, build_id: str, workers: int) -> None:
+    """A worker killed outright: uvicorn starts another, the dead one leaves the board, /ready says 503 while
+    the new one loads (held at the load gate here) and 200 with the new one once it has."""
+    before = {w["pid"] for w in ready(live.url).json()["workers"]}
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    marker = wait_until(lambda: next((m for m in gates.glob("open-*.waiting") if int(m.name[5:-8]) not in before), None), 120, "a replacement at the load gate")
+    newcomer = int(marker.name[5:-8])
+    loading = wait_until(lambda: (r := ready(live.url)).status_code == 503 and r.json(), 60, "/ready to see the replacement loading")
+    assert {w["pid"]: w["loaded"] for w in loading["workers"]} == {**{pid: True for pid in before - {victim}}, newcomer: False}
+    (gates / f"open-{newcomer}").touch()
+    body = wait_until(lambda: on_build(live.url, build_id, workers), 120, "the replacement to load")
+    assert {w["pid"] for w in body["workers"]} == before - {victim} | {newcomer} and f"Child process [{victim}] died" in live.log()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 4])
 def test_every_worker_answers_once_ready_and_after_each_reload(tmp_path, workers):
@@ -226,6 +242,8 @@ def test_every_worker_answers_once_ready_and_after_each_reload(tmp_path, workers
         log = live.log()
         assert f"rate limit 100000/minute per worker ({workers} workers: up to {100000 * workers}/minute per client;" in log
         assert "Traceback" not in log and "died" not in log
+        if workers == 2:
+            check_a_crashed_worker_is_replaced_on_the_board(live, gates, third.build_id, workers)
     finally:
         live.stop()
 

@@ -24,7 +24,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test index browser docs lock lock-check reader clean
+.PHONY: run test index browser redis docs lock lock-check reader clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
@@ -59,7 +59,10 @@ docs: | $(UV)
 browser:
 	@sh tests/ensure_chromium.sh
 
-test: $(TEST_STAMP) browser
+redis:
+	@sh tests/ensure_redis.sh
+
+test: $(TEST_STAMP) browser redis
 	$(BIN)/python -m pytest
 
 # Train the reader again from the shared data and bundle it (about an hour on 2 cores; the model card,

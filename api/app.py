@@ -74,7 +74,9 @@ def _exit_startup_failure() -> None:
 
 async def _after_first_load(state: AppState) -> None:
     """Say the service is ready, then honour a SIGHUP that arrived while it loaded."""
-    state.publish_index_metrics()
+    state.publish_build()
+    if state.loaded is not None:
+        state.loaded.set()  # questions that waited for the load go on
     index = state.service.index
     log.info("ready: %d passages from %d articles (build %s)", len(index), len(index.articles), index.build_id)
     while state.reload_pending:
@@ -182,7 +184,9 @@ def _lifespan(state: AppState, load_in_background: bool):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging(state.settings.log_level)
-        hangup = _install_sighup(state)
+        hangup = _install_sighup(state)  # first: from here on a SIGHUP (passed on by the supervisor) reloads, it does not end the worker
+        state.loaded = asyncio.Event()
+        state.board.publish(False, None)
         loader = None
         if state.service is not None:
             await _after_first_load(state)
@@ -194,6 +198,7 @@ def _lifespan(state: AppState, load_in_background: bool):
             await anyio.to_thread.run_sync(state.load)
             await _after_first_load(state)
         yield
+        state.board.withdraw()
         if loader is not None and not loader.done():
             loader.cancel()
         if hangup:

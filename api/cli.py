@@ -91,6 +91,9 @@ def serve_command(
     workers = worker_count(settings)
     auto = " (auto)" if settings.workers == "auto" else ""
     typer.echo(f"serving on http://{settings.host}:{settings.port} (workers: {workers}{auto})", err=True)
+    from api.security import describe_rate_limit
+
+    typer.echo(describe_rate_limit(settings.rate_limit, settings.rate_limit_storage, workers), err=True)
     _shared_metrics_dir(workers)
     run(settings.model_copy(update={"workers": workers}))
 
@@ -107,7 +110,7 @@ def _build_index(settings) -> None:
 
 def _refuse_unservable(settings) -> None:
     """Refuse to start on a missing or damaged index or reader, or unusable keys, with one clear line."""
-    from api.security import KeyRing
+    from api.security import KeyRing, RateLimiter
     from rag.index import verify_files
     from rag.index.shards import read_sharded_manifest
     from rag.service import make_reader
@@ -117,6 +120,7 @@ def _refuse_unservable(settings) -> None:
     build_dir = settings.index_dir.resolve()
     verify_files(build_dir, read_sharded_manifest(build_dir))  # a sharded build's manifest lists every shard's files
     KeyRing.from_settings(settings)
+    RateLimiter(settings.rate_limit, settings.rate_limit_storage).verify()  # Redis not answering: one line now
 
 
 def _hand_settings_to_workers(settings) -> None:

@@ -16,8 +16,8 @@ from rag.settings import Settings
 
 #: Headers a widget (or another browser client) may send: JSON bodies, SSE, API keys, a request id.
 ALLOWED_HEADERS = ["Content-Type", "Accept", "Authorization", "X-API-Key", "X-Request-ID"]
-#: Headers a cross-origin page may read: the request id, so a user can quote it when reporting a failure.
-EXPOSED_HEADERS = ["X-Request-ID", "Retry-After"]
+#: Headers a cross-origin page may read: the request id, so a user can quote it when reporting a failure, and the build that answered.
+EXPOSED_HEADERS = ["X-Request-ID", "X-Build-ID", "Retry-After"]
 
 
 class JSONRefusalCORSMiddleware(CORSMiddleware):

@@ -21,17 +21,11 @@ def get_state(request: Request) -> AppState:
     return request.app.state.ctx
 
 
-#: How long a client should wait before asking a server that is still loading again.
-LOADING_RETRY_AFTER_S = 5
-
-
-def get_service(request: Request) -> AnswerService:
-    state: AppState = request.app.state.ctx
-    if state.service is None:
-        raise HTTPException(
-            status_code=503, detail=state.loading_detail(), headers={"Retry-After": str(LOADING_RETRY_AFTER_S)}
-        )
-    return state.service
+async def get_service(request: Request) -> AnswerService:
+    """The answer service (waiting for it while this worker still loads); its build names the response (X-Build-ID)."""
+    service = await request.app.state.ctx.loaded_service()
+    request.state.build_id = service.index.build_id
+    return service
 
 
 def _key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:

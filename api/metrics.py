@@ -58,12 +58,37 @@ class Metrics:
         self._index_labels = {"build_id": build_id, "model": model}
         self.index_info.labels(**self._index_labels).set(1)
 
-    def exposition(self) -> bytes:
-        """The text exposition: of this app, or of every server process in multiprocess mode."""
+    def exposition(self, readiness=None) -> bytes:
+        """The text exposition: of this app, or of every server process in multiprocess mode; with
+        ``readiness`` (api/workers.py), each worker's loaded state too."""
         if os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            text = generate_latest(registry)
+        else:
+            text = generate_latest(self.registry)
+        if readiness is None:
+            return text
+        workers = CollectorRegistry()
+        workers.register(_WorkersCollector(readiness))
+        return text + generate_latest(workers)
+
+
+class _WorkersCollector:
+    """The workers' board as gauges, read when /metrics is asked (it is the board, not a copy, that is current)."""
+
+    def __init__(self, readiness):
+        self.readiness = readiness
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        loaded = GaugeMetricFamily(
+            "rag_worker_loaded", "Whether each server process has loaded the model and the index (1) or is still loading (0).", labels=["pid"]
+        )
+        for worker in self.readiness.workers:
+            loaded.add_metric([str(worker.pid)], 1.0 if worker.loaded else 0.0)
+        yield loaded
+        yield GaugeMetricFamily("rag_workers", "Server processes the service runs (rag serve --workers).", value=self.readiness.total)

@@ -63,6 +63,9 @@ class RequestContextMiddleware:
                 response_headers = list(message.get("headers", []))
                 content_type = next((v.decode("latin-1") for k, v in response_headers if k.lower() == b"content-type"), "")
                 response_headers.append((b"x-request-id", rid.encode()))
+                build = scope["state"].get("build_id")  # set by the service dependency: the build this answer came from
+                if build:
+                    response_headers.append((b"x-build-id", build.encode()))
                 response_headers.extend(security_headers(content_type, page))
                 message = {**message, "headers": response_headers}
             await send(message)

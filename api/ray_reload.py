@@ -139,7 +139,7 @@ async def follow_orders(state) -> None:
 
     def commit(staged) -> dict:
         state.service = staged  # one reference assignment: atomic for every reader
-        state.publish_index_metrics()
+        state.publish_build()
         log.info("reloaded the index: build %s", staged.index.build_id)
         return {"status": "switched", "build_id": staged.index.build_id}
 

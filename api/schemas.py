@@ -162,13 +162,35 @@ class Health(BaseModel):
     version: str = Field(__version__, description="The version of the service (as `rag --version` prints it).")
 
 
+class WorkerModel(BaseModel):
+    """One server process of ``rag serve --workers N``, as it last said."""
+
+    pid: int
+    loaded: bool = Field(description="Whether it has loaded the model and the index and answers questions.")
+    build_id: str | None = Field(description="The build it serves (null while it loads).")
+
+
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
-    pid: int = Field(description="The server process that answered (with several workers, each reports its own build).")
-    build_id: str
+    pid: int = Field(description="The server process that answered.")
+    build_id: str = Field(description="The build the answering process serves (`workers` lists every process's).")
     articles: int
     chunks: int
     model: str
+    workers_loaded: int = Field(description="Server processes loaded (every one, when /ready says 200).")
+    workers_total: int = Field(description="Server processes of the service (`rag serve --workers`).")
+    workers: list[WorkerModel] = Field(description="Every server process and the build it serves: after a reload, all name the new build once each serves it.")
+
+
+class NotReady(BaseModel):
+    """/ready while some server process is still loading: how many of how many are loaded."""
+
+    detail: str
+    request_id: str | None = None
+    pid: int = Field(description="The server process that answered.")
+    workers_loaded: int
+    workers_total: int
+    workers: list[WorkerModel]
 
 
 class ErrorBody(BaseModel):
@@ -243,3 +265,6 @@ class UploadResponse(BaseModel):
     articles: int
     chunks: int
     embedded: int = Field(description="Passages embedded for this build (the rest came from the cache).")
+    workers: list[WorkerModel] = Field(description="Every server process and the build it serves when the response was sent.")
+    workers_total: int = Field(description="Server processes of the service.")
+    pending: list[int] = Field(description="Server processes (pids) not yet serving the new build after RAG_LOAD_WAIT_S; empty when all do.")

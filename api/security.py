@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from limits import parse
+from limits.errors import StorageError
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from core.errors import ConfigError
+from core.errors import ConfigError, RagError
 from rag.settings import Settings
+
+log = logging.getLogger("rag.api")
 
 
 def _digest(key: str) -> bytes:
@@ -130,21 +135,67 @@ def presented_key(headers) -> str | None:
     return key or None
 
 
-class RateLimiter:
-    """A moving-window limit per caller (well-kept ``limits`` library, in-process memory)."""
+def redacted(uri: str) -> str:
+    """A storage URI fit for a log line or an error message: without its password."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
 
-    def __init__(self, rate: str):
+
+class RateLimiter:
+    """A moving-window limit per caller (well-kept ``limits`` library): in this process's memory, or in
+    Redis (``RAG_RATE_LIMIT_STORAGE=redis://...``), where every worker and server counts together."""
+
+    def __init__(self, rate: str, storage: str = ""):
         self.item = parse(rate) if rate else None
-        self._limiter = MovingWindowRateLimiter(MemoryStorage()) if self.item else None
+        self.storage_uri = storage if storage and storage != "memory://" else ""
+        self._limiter = MovingWindowRateLimiter(self._storage()) if self.item else None
+        self._failing_since = 0.0
+
+    def _storage(self):
+        if not self.storage_uri:
+            return MemoryStorage()
+        from limits.storage import storage_from_string
+
+        # wrap_exceptions: a Redis failure arrives as limits' StorageError, whatever the client library raised
+        return storage_from_string(self.storage_uri, key_prefix="rag", wrap_exceptions=True, socket_timeout=2, socket_connect_timeout=2)
+
+    def verify(self) -> None:
+        """Refuse to start on a storage that does not answer (one line, not a failure on every request)."""
+        if self._limiter is not None and self.storage_uri and not self._limiter.storage.check():
+            raise RagError(f"cannot reach the rate-limit storage {redacted(self.storage_uri)} (RAG_RATE_LIMIT_STORAGE); is Redis running there?")
 
     def check(self, caller: str) -> int | None:
         """None when allowed; otherwise the seconds to wait before retrying."""
         if self._limiter is None:
             return None
-        if self._limiter.hit(self.item, caller):
+        try:
+            if self._limiter.hit(self.item, caller):
+                return None
+            reset, _ = self._limiter.get_window_stats(self.item, caller)
+        except StorageError as exc:
+            # The shared storage is down: answer rather than refuse everyone (the limit is a guard against
+            # abuse, not a condition of service), and say so in the log once a minute.
+            if time.monotonic() - self._failing_since > 60:
+                self._failing_since = time.monotonic()
+                log.error("rate-limit storage %s failed, requests pass unlimited meanwhile: %s", redacted(self.storage_uri), exc)
             return None
-        reset, _ = self._limiter.get_window_stats(self.item, caller)
         return max(1, math.ceil(reset - time.time()))
+
+
+def describe_rate_limit(rate: str, storage: str, workers: int) -> str:
+    """What ``rag serve`` says at start about the limit a client really gets (per worker without shared storage)."""
+    if not rate:
+        return "rate limit: off (RAG_RATE_LIMIT is empty)"
+    item = parse(rate)
+    per = item.GRANULARITY.name if item.multiples == 1 else f"{item.multiples} {item.GRANULARITY.name}s"
+    if storage and storage != "memory://":
+        shared = f", shared by the {workers} workers" if workers > 1 else ""
+        return f"rate limit {item.amount}/{per} per client{shared} through {redacted(storage)}"
+    if workers == 1:
+        return f"rate limit {item.amount}/{per} per client"
+    return (
+        f"rate limit {item.amount}/{per} per worker ({workers} workers: up to {item.amount * workers}/{per} per client; "
+        "set RAG_RATE_LIMIT_STORAGE=redis://... to share it)"
+    )
 
 
 def security_headers(content_type: str, page: bool) -> list[tuple[bytes, bytes]]:

@@ -1,4 +1,5 @@
-"""Running the app under uvicorn, with one change to its multi-worker supervisor: SIGHUP reloads in place.
+"""Running the app under uvicorn, with two changes to its multi-worker supervisor: SIGHUP reloads in place,
+and it keeps the workers' board (api/workers.py) that /ready reads.
 
 uvicorn's supervisor answers SIGHUP by starting a replacement for each worker and giving it
 ``timeout_worker_healthcheck`` seconds to finish start-up; loading the model takes longer than
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
+from pathlib import Path
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from api.workers import forget, make_board, set_total
 from rag.settings import Settings
 
 logger = logging.getLogger("uvicorn.error")
@@ -28,7 +32,29 @@ APP_FACTORY = "api.app:create_served_app"
 
 
 class ReloadingSupervisor(Multiprocess):
-    """uvicorn's worker supervisor, except that SIGHUP asks every worker to reload its index."""
+    """uvicorn's worker supervisor, except that SIGHUP asks every worker to reload its index, and the
+    board says how many workers there are and forgets the ones that died."""
+
+    def __init__(self, config: uvicorn.Config, sockets, board: Path):
+        super().__init__(config, sockets)
+        self.board = board
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        for pid in before - {process.pid for process in self.processes}:
+            forget(self.board, pid)  # replaced by a new worker, which adds itself as it starts
+
+    def handle_ttin(self) -> None:
+        super().handle_ttin()
+        set_total(self.board, self.processes_num)
+
+    def handle_ttou(self) -> None:
+        gone = self.processes[-1].pid if self.processes_num > 1 else None
+        super().handle_ttou()
+        set_total(self.board, self.processes_num)
+        if gone is not None:
+            forget(self.board, gone)
 
     def handle_hup(self) -> None:
         logger.info("Received SIGHUP, asking every worker to reload the index.")
@@ -59,7 +85,11 @@ def run(settings: Settings) -> None:
     config = uvicorn_config(settings)
     if config.workers > 1:
         sock = config.bind_socket()
-        ReloadingSupervisor(config, sockets=[sock]).run()
+        board = make_board(config.workers)  # before the workers start: they inherit its path
+        try:
+            ReloadingSupervisor(config, sockets=[sock], board=board).run()
+        finally:
+            shutil.rmtree(board, ignore_errors=True)
         return
     server = uvicorn.Server(config)
     try:

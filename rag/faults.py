@@ -5,7 +5,9 @@
 file ``path`` exists (at most a minute), so a test decides exactly when the operation goes on.
 Each call that starts waiting there first appends a line ``stage pid`` to the marker file
 ``path + ".waiting"`` (never removed by the gate), so a test can wait until a call has reached
-the gate instead of guessing how long that takes. Unset, a checkpoint costs two dictionary lookups.
+the gate instead of guessing how long that takes. ``{pid}`` in the path becomes the waiting process's
+id, so each process of a group (the workers of ``rag serve --workers N``) has a gate of its own and a
+test can let them through one at a time. Unset, a checkpoint costs two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def checkpoint(stage: str) -> None:
     gate = os.environ.get("RAG_FAULT_GATE")
     if gate:
         name, _, path = gate.partition(":")
+        path = path.replace("{pid}", str(os.getpid()))
         if name == stage and path and not os.path.exists(path):
             with open(path + WAITING_SUFFIX, "a", encoding="utf-8") as marker:
                 marker.write(f"{stage} {os.getpid()}\n")

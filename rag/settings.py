@@ -93,6 +93,16 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest time one request may compute.")
     receive_timeout_s: float = Field(10.0, gt=0, le=600, description="Longest wait for the next piece of a request body.")
     limit_concurrency: int = Field(512, ge=1, le=100_000, description="Connections served at once; more get 503.")
+    rate_limit_storage: str = Field(
+        "",
+        description="Where rate-limit counts live: empty (each worker's memory, so N workers allow N times the limit) "
+        "or redis://host:port (shared by every worker and every server using it).",
+    )
+    load_wait_s: float = Field(
+        30.0, ge=0, le=600,
+        description="How long a question that reaches a worker still loading waits for it (then 503), and how long "
+        "POST /admin/reload and uploads wait for every worker to serve the new build; 0: no wait.",
+    )
 
     # the bundled page at / when client keys are required (api/security.py PageTokens)
     page_access: bool = Field(
@@ -132,6 +142,14 @@ class Settings(BaseSettings):
                 parse(value)
             except ValueError:
                 raise ValueError("use a rate like '60/minute' or '10/second'") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^(memory://$|(redis|rediss|redis\+unix)://\S+)", value):
+            raise ValueError("use redis://HOST:PORT (or rediss://, redis+unix://PATH), or leave it empty for each worker's memory")
         return value
 
     # --- documents: uploads and links to sources ---

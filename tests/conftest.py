@@ -70,6 +70,8 @@ def builds_by_worker(url: str, want: int, until, timeout: float) -> dict[int, st
             seen[body["pid"]] = body["build_id"]
         if len(seen) >= want and until(seen):
             return seen
+        time.sleep(0.05)
+    return seen
 
 
 @pytest.fixture(scope="session")
@@ -398,6 +400,45 @@ def mixed_retriever(tmp_path_factory, bundled_index):
         cache.close()
     assert report.embedded == report.chunks - 10
     return Retriever(load_index(root / "index", bundled_index.encoder), bundled_index.encoder)
+
+
+# ------------------------------------------------------------------------------------ a Redis server
+
+
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Debian redis-server on a free loopback port for the session (no persistence), stopped at the end."""
+    from eval.live_server import free_port
+
+    if not REDIS_SERVER.exists():
+        pytest.fail(f"{REDIS_SERVER} is missing: run 'sh tests/ensure_redis.sh' (make test does)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [str(REDIS_SERVER), "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+
+    def answers() -> bool:
+        assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_until(answers, 30, "redis-server to answer PING")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # ------------------------------------------------------------------------------------ a Ray cluster

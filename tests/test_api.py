@@ -149,12 +149,18 @@ def test_health_and_ready(client, bundled_retriever):
     index = bundled_retriever.index
     assert ready.json() == {
         "status": "ready",
-        "pid": os.getpid(),  # the process that answered: with several workers, each reports its own build
+        "pid": os.getpid(),  # the process that answered
         "build_id": index.build_id,
         "articles": 1,
         "chunks": len(index),
         "model": "sentence-transformers/all-MiniLM-L6-v2",
+        # one process here; with several workers every one is listed (tests/test_workers_auto.py)
+        "workers_loaded": 1,
+        "workers_total": 1,
+        "workers": [{"pid": os.getpid(), "loaded": True, "build_id": index.build_id}],
     }
+    # answers name the build they came from
+    assert client.post("/ask", json={"question": "When was NASA established?"}).headers["x-build-id"] == index.build_id
 
 
 def test_before_the_index_loads_the_process_is_alive_but_not_ready(tmp_path, bundled_index_dir):
@@ -162,7 +168,8 @@ def test_before_the_index_loads_the_process_is_alive_but_not_ready(tmp_path, bun
     loading = TestClient(create_app(settings_for(tmp_path, bundled_index_dir)))
     assert loading.get("/health").status_code == 200
     ready = loading.get("/ready")
-    assert ready.status_code == 503 and "not loaded" in ready.json()["detail"]
+    assert ready.status_code == 503 and "not loaded yet (0 of 1 workers loaded" in ready.json()["detail"]
+    assert ready.json()["workers_loaded"] == 0 and ready.json()["workers_total"] == 1 and ready.headers["retry-after"] == "5"
     asked = loading.post("/ask", json={"question": "When was NASA established?"})
     assert_clean_error(asked, 503)
     assert "not loaded" in asked.json()["detail"]

@@ -158,10 +158,11 @@ def test_language_filter_keeps_one_language(tmp_path):
         assert {p["language"] for p in by_name.json()["passages"]} == {"en"}
 
 
-def test_upload_while_serving_fails_no_request(tmp_path, corpus_dir):
-    server = LiveServer(rag_env(tmp_path, RAG_CORPUS_DIR=corpus_dir, RAG_ADMIN_KEYS=ADMIN_KEY, RAG_RATE_LIMIT="")).start(
-        tmp_path / "server.log"
-    )
+def test_upload_while_serving_fails_no_request_and_reaches_every_worker(tmp_path, corpus_dir):
+    """Two workers: the upload's response comes once both serve the new build, so every question after it is
+    answered from the new document, whichever worker takes it."""
+    env = rag_env(tmp_path, RAG_CORPUS_DIR=corpus_dir, RAG_ADMIN_KEYS=ADMIN_KEY, RAG_RATE_LIMIT="")
+    server = LiveServer(env, args=["--workers", "2"]).start(tmp_path / "server.log")
     stop = threading.Event()
     failures: list[str] = []
     ok = {"n": 0}
@@ -191,8 +192,21 @@ def test_upload_while_serving_fails_no_request(tmp_path, corpus_dir):
             stop.set()
             for future in futures:
                 future.result()
+        new_build = response.json()["build_id"]
+        assert response.json()["pending"] == [] and [w["build_id"] for w in response.json()["workers"]] == [new_build] * 2
+        # Right after the response, on fresh connections (either worker): every answer comes from the new document.
+        with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0), timeout=60) as fresh:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: fresh.post("/ask", json={"question": "Who paid for the Cosmos 954 debris in Canada?"}), range(50)))
+        not_from_it = [
+            f"{a.status_code} {a.headers.get('x-build-id')} {a.text[:160]}"
+            for a in answers
+            if a.status_code != 200 or a.headers.get("x-build-id") != new_build or a.json()["abstained"]
+            or {c["title"] for c in a.json()["citations"]} != {"Liability for Damage Caused by Space Objects"}
+        ]
+        assert not_from_it == []
         listed = httpx.get(f"{server.url}/documents").json()
-        assert response.json()["build_id"] == listed["build_id"]
+        assert new_build == listed["build_id"]
         assert "liability-notes" in {d["slug"] for d in listed["documents"]}
     finally:
         stop.set()

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -29,10 +28,6 @@ def build(corpus: Path, index_dir: Path, encoder, cache_path: Path):
         return build_index(load_corpus(corpus), index_dir, encoder, cache=cache)
     finally:
         cache.close()
-
-
-        time.sleep(0.05)
-    return seen
 
 
 def cites_dirigibles(response: httpx.Response) -> bool:

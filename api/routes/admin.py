@@ -22,7 +22,12 @@ def public_reason(exc: Exception) -> str:
 
 @router.post(
     "/reload",
-    summary="Load the index the index directory names now, keeping the old one if the new one is unusable",
+    summary="Load the index the index directory names now, in every server process, keeping the old one if the new one is unusable",
+    description=(
+        "Reloads the process that takes the request, then (with `rag serve --workers N`) every other one, and answers once "
+        "all serve the new build or RAG_LOAD_WAIT_S has passed: `workers` lists each process's build, `pending` the ones "
+        "that did not switch in time."
+    ),
     responses={
         401: {"description": "No or unknown API key."},
         403: {"description": "Not an admin key, or admin endpoints are disabled."},
@@ -32,7 +37,7 @@ def public_reason(exc: Exception) -> str:
 async def reload(_: AdminDep, state: StateDep) -> dict:
     previous = state.service.index.build_id if state.service else None
     try:
-        return await state.reload_async()
+        return await state.reload_every_worker()
     except RagError as exc:
         raise HTTPException(
             status_code=409, detail=f"reload refused, still serving build {previous}: {public_reason(exc)}"

@@ -58,11 +58,12 @@ async def _stage(uploads: list[UploadFile], folder: Path) -> list[tuple[str, Pat
 @router.post(
     "/admin/documents",
     response_model=UploadResponse,
-    summary="Add or replace documents (multipart field 'files'), index them and serve the new index",
+    summary="Add or replace documents (multipart field 'files'), index them and serve the new index from every server process",
     responses={
         401: {"description": "No or unknown API key."},
         403: {"description": "Not an admin key, or admin endpoints are disabled."},
         409: {"description": "The index could not be built; the previous index and corpus are unchanged."},
+        503: {"description": "This server process is still loading (after RAG_LOAD_WAIT_S)."},
         413: {"description": "The upload is larger than RAG_MAX_UPLOAD_BYTES."},
         415: {"description": "A file type that is not accepted."},
         422: {"description": "A file that cannot be read; `detail` names it and says why."},
@@ -75,12 +76,11 @@ async def upload(
 ) -> UploadResponse:
     from rag.service import index_corpus, update_settings
 
-    if state.service is None:
-        raise HTTPException(status_code=503, detail="the index is not loaded yet; retry in a few seconds")
+    service = await state.loaded_service()
     settings = update_settings(state.settings)
     with tempfile.TemporaryDirectory(prefix="rag-upload-") as tmp:
         staged = await _stage(files, Path(tmp))
-        encoder = state.service.retriever.encoder
+        encoder = service.retriever.encoder
 
         def build():
             return index_corpus(settings, encoder=encoder)
@@ -93,8 +93,8 @@ async def upload(
             except RagError as exc:
                 log.error("document upload refused: %s", exc)
                 raise HTTPException(status_code=409, detail=f"the index could not be built: {public_reason(exc)}") from None
-            try:
-                await state.reload_async()
+            try:  # every worker, not only this one; the response waits for them (at most RAG_LOAD_WAIT_S)
+                served = await state.reload_every_worker()
             except RagError as exc:
                 raise HTTPException(status_code=409, detail=f"indexed, but the new index was not loaded: {public_reason(exc)}") from None
     log.info("added %s; serving build %s", ", ".join(d.file for d in added), report.build_id)
@@ -104,4 +104,7 @@ async def upload(
         articles=report.articles,
         chunks=report.chunks,
         embedded=report.embedded,
+        workers=served["workers"],
+        workers_total=served["workers_total"],
+        pending=served["pending"],
     )

@@ -14,11 +14,11 @@ router = APIRouter(tags=["operations"], responses={**EDGE_ERRORS, **CLIENT_ERROR
 
 @router.get(
     "/metrics",
-    summary="Request counts, latency histograms per route, index size",
+    summary="Request counts, latency histograms per route, index size, each worker's loaded state",
     response_class=Response,
     responses={403: {"description": "A page token does not open /metrics."}},
 )
 async def metrics(caller: ClientDep, state: StateDep) -> Response:
     if caller.role == "page":
         raise HTTPException(status_code=403, detail="a page token opens the question endpoints only; /metrics needs a client key")
-    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(state.readiness()), media_type=CONTENT_TYPE_LATEST)

@@ -114,15 +114,14 @@ def _corpus_name(settings) -> str:
 
 def _announce_loading(settings, with_model: bool = True) -> None:
     """One line on stderr before the slow part, so a user knows what the wait is for; stdout stays the result.
-
-    The manifest is read first: a missing or unreadable index fails with its own one-line error.
-    """
+    The manifest is read first: a missing or unreadable index fails with its own one-line error."""
+    from embeddings import query_backend
     from rag.index.shards import read_sharded_manifest
 
     manifest = read_sharded_manifest(settings.index_dir)
     chunks = (manifest.get("counts") or {}).get("chunks", "?")
     model = (manifest.get("model") or {}).get("name", settings.encoder)
-    backend = f" ({settings.encoder_backend})" if settings.encoder == "minilm" else ""
+    backend = f" ({query_backend(settings.encoder_backend)})" if settings.encoder == "minilm" else ""  # what questions use
     what = f"the model {model}{backend} and " if with_model else ""
     typer.echo(f"loading {what}the index {settings.index_dir} ({chunks} passages) ...", err=True)
 

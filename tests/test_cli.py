@@ -260,6 +260,7 @@ def test_index_and_search_use_the_bundled_model(tmp_path: Path, bundled_index, s
         assert float(index.vectors.vectors([row])[0] @ expected) > 0.999
 
     assert search.returncode == 0, stderr
+    assert "all-MiniLM-L6-v2 (onnx)" in stderr  # the torch index's questions are encoded by the same model as ONNX
     results = json.loads(stdout)["results"]
     assert len(results) == 3
     assert results[0]["section"][-1] == "The Cold War Era and the Emergence of Space Diplomacy"

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         "auto", description="Server processes: 1 to 64, or 'auto' (one per core, as many as memory holds; see auto_workers)."
     )
     max_history: int = Field(5, ge=0, le=50, description="Earlier questions used for a follow-up (most recent last).")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="The server's log level (one line per request at info).")
 
     # protection of a public service
     api_keys: Annotated[list[str], NoDecode] = Field(

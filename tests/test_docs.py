@@ -133,3 +133,12 @@ def test_a_broken_link_fails_the_strict_build(tmp_path):
     page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
     run = _build(tmp_path, tmp_path / "site")
     assert run.returncode != 0 and "no-such-page.md" in run.stderr
+
+
+def test_every_setting_is_documented():
+    """Each RAG_ variable the settings read is named somewhere in the docs (most in docs/settings.md)."""
+    from rag.settings import Settings
+
+    pages = "".join(path.read_text(encoding="utf-8") for path in DOC_FILES)
+    missing = [f"RAG_{name.upper()}" for name in Settings.model_fields if f"RAG_{name.upper()}" not in pages]
+    assert missing == [], f"settings no page names: {missing}"

@@ -35,6 +35,25 @@ def index_is_current(settings) -> bool:
     return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(load_corpus(settings.corpus_dir))
 
 
+def _corpus_of_the_index(settings):
+    """Without RAG_CORPUS_DIR or --corpus, the folder the index was built from, while it exists: `make run`
+    then keeps serving (and refreshing) a user's folder rather than building the bundled article in its place."""
+    from pathlib import Path
+
+    from rag.index.shards import read_sharded_manifest
+
+    if "corpus_dir" in settings.model_fields_set:
+        return settings
+    try:
+        built_from = (read_sharded_manifest(settings.index_dir).get("corpus") or {}).get("path")
+    except RagError:
+        return settings  # no index yet: build the configured corpus
+    if not built_from or not Path(built_from).exists() or Path(built_from).resolve() == Path(settings.corpus_dir).resolve():
+        return settings
+    typer.echo(f"the index was built from {built_from}: serving that folder (RAG_CORPUS_DIR=DIR or --corpus DIR for another)", err=True)
+    return settings.model_copy(update={"corpus_dir": Path(built_from)})
+
+
 def _shared_metrics_dir(workers: int):
     """With several workers, a fresh folder where each one writes its metrics, so that /metrics
     sums them (prometheus_client's multiprocess mode); None with one worker or a folder set by hand."""
@@ -74,8 +93,10 @@ def serve_command(
         host=host, port=port, workers=workers, index_dir=index_dir, corpus_dir=corpus, encoder_backend=backend, model_path=model,
         engine=engine, ray_address=ray_address, replicas=replicas,
     )
-    if build_if_missing and not index_is_current(settings):
-        _build_index(settings)
+    if build_if_missing:
+        settings = _corpus_of_the_index(settings)
+        if not index_is_current(settings):
+            _build_index(settings)
     _refuse_unservable(settings)
     _hand_settings_to_workers(settings)
     _export_once(settings)

@@ -456,3 +456,32 @@ def ray_cluster():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+# The wheel test's install (tests/test_wheel.py) runs in a background thread from the first test after the
+# browser tests (which are sensitive to a busy machine), overlapping tests that leave a core idle.
+_WHEEL_INSTALL: dict = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    _WHEEL_INSTALL["item"] = next((item for item in items if item.path.name == "test_wheel.py"), None)
+
+
+def pytest_runtest_setup(item):
+    wheel_item = _WHEEL_INSTALL.pop("item", None)
+    if wheel_item is None:
+        return
+    if "e2e" in item.path.parts:
+        _WHEEL_INSTALL["item"] = wheel_item  # not yet
+        return
+    import tempfile
+
+    _WHEEL_INSTALL["tmp"] = Path(tempfile.mkdtemp(prefix="rag-wheel-"))
+    wheel_item.module.start_background_install(_WHEEL_INSTALL["tmp"])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if "tmp" in _WHEEL_INSTALL:
+        import shutil
+
+        shutil.rmtree(_WHEEL_INSTALL["tmp"], ignore_errors=True)

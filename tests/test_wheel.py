@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import threading
 import tomllib
 from pathlib import Path
 
@@ -45,12 +46,9 @@ def _local_wheels() -> list[str]:
     return [arg for index in config["tool"]["uv"].get("index", []) if index.get("format") == "flat" for arg in ("--find-links", index["url"])]
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory, bundled_index):
-    """(venv's bin folder, a user folder outside the checkout, environment) with the built wheel installed."""
-    if not UV.exists():
-        pytest.fail(f"{UV} is missing: run make test, which installs the pinned uv the lock is read with")
-    tmp = tmp_path_factory.mktemp("wheel")
+def install_wheel(tmp: Path) -> Path:
+    """Build the wheel from a copy of the sources and install it with the locked versions into a new venv
+    under ``tmp``; the venv's bin folder."""
     source = tmp / "source"
     shutil.copytree(REPO, source, ignore=_not_sources)
     _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp / "dist", source])
@@ -63,6 +61,48 @@ def installed(tmp_path_factory, bundled_index):
     offline = subprocess.run([str(a) for a in [*install, "--offline"]], capture_output=True, text=True, timeout=600)
     if offline.returncode != 0:  # a package cache that lacks some locked version: the same versions from the registry
         _run(install)
+    return venv / "bin"
+
+
+class BackgroundInstall:
+    """:func:`install_wheel` in a thread, so that the minute it takes (mostly compiling bytecode) overlaps
+    tests that leave a core idle; started by conftest's hook when this module's tests are selected."""
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.bin_dir, self.error = tmp, None, None
+        self.thread = threading.Thread(target=self._work, name="wheel-install", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        try:
+            self.bin_dir = install_wheel(self.tmp)
+        except BaseException as exc:  # noqa: BLE001 - reported by the fixture that waits for it
+            self.error = exc
+
+    def result(self) -> Path:
+        self.thread.join(timeout=1200)
+        if self.error is not None:
+            raise self.error
+        assert self.bin_dir is not None, "the wheel install did not finish in 20 minutes"
+        return self.bin_dir
+
+
+BACKGROUND: list[BackgroundInstall] = []
+
+
+def start_background_install(tmp: Path) -> None:
+    if not BACKGROUND and UV.exists():
+        BACKGROUND.append(BackgroundInstall(tmp))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, bundled_index):
+    """(venv's bin folder, a user folder outside the checkout, environment) with the built wheel installed."""
+    if not UV.exists():
+        pytest.fail(f"{UV} is missing: run make test, which installs the pinned uv the lock is read with")
+    tmp = tmp_path_factory.mktemp("wheel")
+    start_background_install(tmp)  # when the hook has not started it already
+    bin_dir = BACKGROUND[0].result()
     user = tmp / "elsewhere"
     (user / ".rag-cache").mkdir(parents=True)
     # The article's vectors from the session's index, so that the build below embeds nothing new; the
@@ -70,7 +110,7 @@ def installed(tmp_path_factory, bundled_index):
     shutil.copy(bundled_index.cache_path, user / ".rag-cache" / "embeddings.sqlite")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAG_WORKERS="1", RAG_RATE_LIMIT="")
-    return venv / "bin", user, env
+    return bin_dir, user, env
 
 
 def test_the_wheel_carries_what_runs_and_nothing_of_the_checkout(installed):

@@ -178,11 +178,9 @@ def _export_once(settings) -> None:
     """Export the ONNX model here, once, rather than in every worker at start-up."""
     if settings.encoder != "minilm" or settings.encoder_backend == "torch":
         return
-    from embeddings.onnx import ensure_export
-    from rag.service import make_encoder
+    from rag.service import export_encoder
 
-    export_args = make_encoder(settings).export_args()
-    ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True), **export_args)
+    export_encoder(settings, lambda message: typer.echo(message, err=True))
 
 
 def mcp_command(

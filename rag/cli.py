@@ -94,12 +94,10 @@ def index(
 def prepare_query_encoder(settings) -> None:
     """Export the ONNX graph of the indexed model (bundled or tuned) that ``rag search`` and ``rag ask``
     encode questions with, once per cache folder; without it the first question would wait for the export."""
-    from rag.service import make_encoder, query_backend
+    from rag.service import export_encoder, query_backend
 
     if settings.encoder == "minilm" and query_backend(settings.encoder_backend) != settings.encoder_backend:
-        from embeddings.onnx import ensure_export
-
-        ensure_export(settings.cache_dir, log_fn=lambda message: typer.echo(message, err=True), **make_encoder(settings).export_args())
+        export_encoder(settings, lambda message: typer.echo(message, err=True))
 
 
 def _corpus_name(settings) -> str:

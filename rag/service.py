@@ -35,6 +35,13 @@ def make_encoder(settings: Settings) -> Encoder:
     )
 
 
+def export_encoder(settings: Settings, log: Callable[[str], None]) -> None:
+    """Export the ONNX graph of the configured model (bundled or tuned) into the cache folder, unless it is there."""
+    from embeddings.onnx import ensure_export
+
+    ensure_export(settings.cache_dir, log_fn=log, **make_encoder(settings).export_args())
+
+
 def make_query_encoder(settings: Settings) -> Encoder:
     """An encoder for questions only, without PyTorch (see :func:`embeddings.query_backend`)."""
     return get_encoder(settings.encoder, threads=settings.threads, backend=query_backend(settings.encoder_backend), cache_dir=settings.cache_dir)

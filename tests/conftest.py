@@ -15,6 +15,9 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json  # noqa: E402
+import signal  # noqa: E402
+import shlex  # noqa: E402
+import re  # noqa: E402
 import select  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -300,6 +303,36 @@ class RagRun(NamedTuple):
 
     def json(self):
         return json.loads(self.stdout)
+
+
+def shell_lines(text: str) -> list[str]:
+    """Every command of a document's ``sh`` blocks: continuation lines joined, comments dropped, ``a && b`` split."""
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for command in line.split("  #")[0].split(" && "):
+                command = command.strip()
+                if command and not command.startswith("#"):
+                    lines.append(command)
+    return lines
+
+
+def command_words(line: str) -> list[str]:
+    """The words of a shell command after any ``VAR=value`` prefixes (shell quoting understood)."""
+    words = shlex.split(line)
+    while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+        words.pop(0)
+    return words
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM to the process group ``proc`` leads (started with ``start_new_session``), SIGKILL if it lingers."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def rag_env(tmp: Path, **extra: str | Path) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -15,33 +14,17 @@ from pathlib import Path
 import pytest
 import typer
 
+from conftest import command_words, shell_lines
+
 REPO = Path(__file__).resolve().parents[1]
 MKDOCS = Path(sys.executable).parent / "mkdocs"
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
-
-
-def shell_lines(text: str) -> list[str]:
-    """Every command of a document's ``sh`` blocks: continuation lines joined, comments dropped."""
-    lines = []
-    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            for command in line.split("  #")[0].split(" && "):
-                command = command.strip()
-                if command and not command.startswith("#"):
-                    lines.append(command)
-    return lines
-
-
 def rag_commands() -> list[tuple[str, str]]:
     """(document, command) for every ``rag ...`` line, with any ``VAR=value`` prefix."""
     found = []
     for path in DOC_FILES:
         for line in shell_lines(path.read_text(encoding="utf-8")):
-            words = line.split()
-            while words and ENV_ASSIGNMENT.match(words[0]):
-                words.pop(0)
-            if words and words[0] == "rag":
+            if command_words(line)[:1] == ["rag"]:
                 found.append((path.relative_to(REPO).as_posix(), line))
     return found
 
@@ -63,9 +46,7 @@ def _leaf(args: list[str]):
 def check_command(line: str) -> None:
     """Raise if ``line`` is not a command ``rag`` accepts. A synopsis (``[--k 5]``, ``hybrid|dense``)
     must name only options its command has; a concrete line must parse, values and all."""
-    words = shlex.split(line)
-    while ENV_ASSIGNMENT.match(words[0]):
-        words.pop(0)
+    words = command_words(line)
     synopsis = "[" in line or "|" in line or "..." in line
     head = [w for w in words[1:] if not w.startswith(("[", "-"))] if synopsis else words[1:]
     command, ctx, rest = _leaf(head if synopsis else words[1:])
@@ -80,14 +61,17 @@ def check_command(line: str) -> None:
 COMMANDS = rag_commands()
 
 
+def test_the_docs_show_the_commands_people_run():
+    shown = {command_words(line)[1] for _, line in COMMANDS if len(command_words(line)) > 1}
+    assert {"index", "search", "ask", "serve", "add", "documents", "eval", "tune", "mcp"} <= shown, shown
+
+
 def test_every_make_target_shown_exists():
     targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), flags=re.M))
     shown = set()
     for path in DOC_FILES:
         for line in shell_lines(path.read_text(encoding="utf-8")):
-            words = line.split()
-            while words and ENV_ASSIGNMENT.match(words[0]):
-                words.pop(0)
+            words = command_words(line)
             if len(words) > 1 and words[0] == "make":
                 shown.add(words[1])
     assert {"run", "test", "docs"} <= shown and shown <= targets, shown - targets

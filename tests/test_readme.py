@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import shell_lines, stop_process_group
 from eval.live_server import free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -30,20 +30,10 @@ HTTP_PAGE = (REPO / "docs" / "http-api.md").read_text(encoding="utf-8")
 DOCUMENTED_URL = "http://127.0.0.1:8000"
 
 
-def sh_blocks(text: str) -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", text, flags=re.S)
-
-
 def curl_examples(text: str) -> list[str]:
-    """Every curl command of the README's shell blocks, continuation lines joined, comments dropped."""
-    commands = []
-    for block in sh_blocks(text):
-        for command in block.replace("\\\n", " ").splitlines():
-            command = command.split("  #")[0].strip()
-            # uploads name the reader's own files and an admin key: tests/test_document_upload.py runs them
-            if command.startswith("curl ") and "-F files=@" not in command:
-                commands.append(command)
-    return commands
+    """Every curl command of a page's shell blocks."""
+    # uploads name the reader's own files and an admin key: tests/test_document_upload.py runs them
+    return [line for line in shell_lines(text) if line.startswith("curl ") and "-F files=@" not in line]
 
 
 def sample_response() -> tuple[dict, dict]:
@@ -99,12 +89,7 @@ def make_run(tmp_path_factory, bundled_index):
         assert seen and seen[-1][0] == 200, log_path.read_text(errors="replace")
         yield url, seen, log_path, env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
 
 
 def test_make_run_answers_starting_while_the_model_loads_then_ready(make_run):
@@ -181,7 +166,7 @@ def test_the_readme_sample_answer_is_what_the_service_returns(make_run):
 def test_the_readme_rag_ask_example_prints_what_the_readme_shows(make_run):
     """The README's command, run where `make run` built its index, prints the answer and citation shown."""
     _, _, _, env = make_run
-    command = next(line for block in sh_blocks(README) for line in block.splitlines() if line.startswith("rag ask "))
+    command = next(line for line in shell_lines(README) if line.startswith("rag ask "))
     shown = re.search(r"```text\n(.*?)```", README[README.index(command) :], flags=re.S).group(1)
     venv = Path(sys.executable).parent
     run = subprocess.run([str(venv / "rag"), *shlex.split(command)[1:]], env=env, capture_output=True, text=True, timeout=120)

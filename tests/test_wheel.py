@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import stop_process_group
 from eval.live_server import free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -157,9 +157,5 @@ def test_index_serve_and_ask_offline_from_another_folder(installed):
             assert passages[citation["passage_id"]][citation["start"] : citation["end"]] == citation["quote"]
         assert httpx.get(f"{url}/", timeout=10).status_code == 200  # the widget's page comes from the wheel too
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_process_group(server)
         log.close()

@@ -4,6 +4,7 @@ short answer's citation and offsets. Fast: the fake encoder on two small article
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -55,14 +56,32 @@ class ScriptedReader:
 
     label = "scripted 0123456789ab"
 
-    def __init__(self, phrase: str | None):
-        self.phrase, self.calls = phrase, []
+    def __init__(self, phrase: str | None, pointed: str | None = None):
+        self.phrase, self.pointed, self.calls = phrase, pointed, []
 
-    def answer(self, question: str, passages) -> Span | None:
+    def look(self, question: str, passages) -> ScriptedReading:
         self.calls.append((question, list(passages)))
-        for i, text in enumerate(passages):
+        return ScriptedReading(self.phrase, list(passages), self.pointed)
+
+
+@dataclass
+class ScriptedReading:
+    """The answer is the phrase where it occurs; inside a quote the reader points at ``pointed`` (if given)."""
+
+    phrase: str | None
+    passages: list[str]
+    pointed: str | None = None
+
+    def answer(self, threshold=None) -> Span | None:
+        for i, text in enumerate(self.passages):
             if self.phrase is not None and (at := text.find(self.phrase)) >= 0:
                 return Span(i, at, at + len(self.phrase), self.phrase, 5.0, 0.0)
+        return None
+
+    def best_within(self, ranges) -> Span | None:
+        for p, lo, hi in ranges:
+            if self.pointed is not None and (at := self.passages[p].find(self.pointed, lo, hi)) >= 0:
+                return Span(p, at, at + len(self.pointed), self.pointed, -1.0, 0.0)
         return None
 
 
@@ -130,6 +149,27 @@ def test_a_span_across_two_quotes_leaves_the_decision_to_the_words(index):
     answer = service(index, ScriptedReader(across)).ask(WHEN)
     assert answer.answer == service(index).ask(WHEN).answer
     assert answer.short_answer is None  # no quote holds the whole span
+
+
+def test_an_answered_factoid_question_gets_the_span_the_reader_points_at_inside_its_quotes(index):
+    # "who" is not a kind the reader decides here: the words answer it, and the reader, below its own
+    # threshold, still points at the words of the quote that answer it.
+    who = "Who became the first person in orbit?"
+    before = service(index).ask(who)
+    answer = service(index, ScriptedReader(None, pointed="Yuri Gagarin")).ask(who)
+    check_answer(answer)
+    assert (answer.abstained, answer.answer) == (False, before.answer)
+    short = answer.short_answer
+    assert short is not None and short.text == "Yuri Gagarin"
+    cited = next(c for c in answer.citations if c.n == short.citation)
+    passage = next(p for p in answer.passages if p.chunk.id == cited.passage_id).chunk.text
+    assert passage[short.start : short.end] == "Yuri Gagarin" and cited.start <= short.start < short.end <= cited.end
+
+
+def test_an_explanation_gets_no_pointed_short_answer(index):
+    why = "Why do gardeners stake tomato plants?"
+    answer = service(index, ScriptedReader(None, pointed="because wet fruit rots")).ask(why)
+    assert not answer.abstained and answer.short_answer is None
 
 
 def test_the_reader_reads_only_the_top_passages(index):

@@ -49,6 +49,20 @@ def test_the_bundled_reader_finds_no_answer_where_a_careless_reader_would(reader
     assert reader.answer(question, [PARAGRAPH]) is None
 
 
+def test_inside_a_quote_the_reader_points_at_the_best_span_of_that_quote_alone(reader):
+    question = "In which year was NASA established?"
+    look = reader.look(question, [PARAGRAPH])
+    assert look.spans == reader.read(question, [PARAGRAPH])  # one model run serves both
+    last = PARAGRAPH.index("The first human")  # a quote that does not hold NASA's year
+    nasa = PARAGRAPH.index("This development")
+    inside = look.best_within([(0, nasa, last)])
+    assert inside is not None and "1958" in inside.text and nasa <= inside.start < inside.end <= last
+    elsewhere = look.best_within([(0, last, len(PARAGRAPH))])
+    assert elsewhere is not None and last <= elsewhere.start and "1958" not in elsewhere.text
+    assert PARAGRAPH[elsewhere.start : elsewhere.end] == elsewhere.text
+    assert look.best_within([(0, 0, 0)]) is None and look.best_within([(3, 0, 10)]) is None
+
+
 def test_the_bundled_reader_says_which_model_it_is(reader):
     name, fingerprint = reader.label.split()
     assert name == "reader" and len(fingerprint) == 12 and reader.meta["fingerprint"].startswith(fingerprint)

@@ -89,6 +89,12 @@ class QuestionAnalysis:
     def words(self) -> tuple[Focus, ...]:
         return tuple(f for f in self.focus if f.kind == "word")
 
+    @property
+    def factoid(self) -> bool:
+        """Whether a short span can answer it: a date, quantity, agent or place, or a thing named by its kind
+        ("which court ..."); not an explanation, a definition or a yes or no."""
+        return self.expects in (DATE, QUANTITY, AGENT, PLACE) or bool(self.head)
+
 
 def expected_answer(question: str) -> str | None:
     """The kind of answer a question asks for, from its wording (None when any statement may answer)."""

@@ -222,6 +222,52 @@ def read_items(
     return out
 
 
+def within(
+    window: Window, logits: tuple[np.ndarray, np.ndarray], lo: int, hi: int, settings: ReaderSettings
+) -> tuple[float, int, int] | None:
+    """:func:`best_span` of one window among the tokens that lie wholly inside the characters ``lo:hi`` of its passage."""
+    offsets = window.offsets.copy()
+    outside = (offsets[:, 0] < lo) | (offsets[:, 1] > hi)
+    offsets[outside] = -1
+    return best_span(logits[0], logits[1], offsets, settings.max_answer_tokens, settings.top_n)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One question read over its passages: each passage's best span, and the logits kept so that the best span
+    inside a given quote can be found without running the model again."""
+
+    passages: Sequence[str]
+    windows: Sequence[Window]
+    logits: Sequence[tuple[np.ndarray, np.ndarray]]
+    settings: ReaderSettings
+
+    @functools.cached_property
+    def spans(self) -> list[Span | None]:
+        return passage_spans(self.passages, self.windows, self.logits, self.settings)
+
+    def answer(self, threshold: float | None = None) -> Span | None:
+        """The answer (:func:`decide`) at ``threshold``, the reader's own when None."""
+        return decide(self.spans, self.settings.threshold if threshold is None else threshold)
+
+    def best_within(self, ranges: Sequence[tuple[int, int, int]]) -> Span | None:
+        """The span with the largest margin that lies wholly inside one of ``ranges`` ((passage, start, end)
+        character ranges, e.g. quotes), whatever its margin; None when none holds a valid span."""
+        best: Span | None = None
+        spans = self.spans
+        for p, lo, hi in ranges:
+            if not 0 <= p < len(self.passages) or spans[p] is None:
+                continue
+            for window, logits in zip(self.windows, self.logits):
+                found = within(window, logits, lo, hi, self.settings) if window.passage == p else None
+                if found is None or not self.passages[p][found[1] : found[2]].strip():
+                    continue
+                span = Span(p, found[1], found[2], self.passages[p][found[1] : found[2]], found[0], spans[p].null_score)
+                if best is None or span.margin > best.margin:
+                    best = span
+        return best
+
+
 def decide(spans: Sequence[Span | None], threshold: float) -> Span | None:
     """The answer over several passages: the span with the largest margin over its own passage's null score,
     if that margin exceeds ``threshold``; None (no answer) otherwise. With one passage this is SQuAD 2.0's rule."""
@@ -319,6 +365,15 @@ class Reader:
         """:meth:`read` for several questions, with all their windows in shared model runs."""
         self.load()
         return read_items(items, self._tokenizers, self.settings, self.run, self.batch_size)
+
+    def look(self, question: str, passages: Sequence[str]) -> Reading:
+        """One model run over ``passages`` for ``question``, kept for :meth:`Reading.answer` and
+        :meth:`Reading.best_within`."""
+        self.load()
+        tokenizer, raw = self._tokenizers
+        windows = encode_windows(tokenizer, raw, question, passages, self.settings)
+        logits = run_windows(windows, self.run, self.batch_size) if windows else []
+        return Reading(list(passages), windows, logits, self.settings)
 
     def read(self, question: str, passages: Sequence[str]) -> list[Span | None]:
         """For each passage, the best span that answers ``question`` (None when the passage has no valid span)."""

@@ -34,7 +34,7 @@ from rag.faults import checkpoint
 from rag.search.filters import Filters
 from rag.answer.judge import Judge, feature_rows
 from rag.search.modes import Mode
-from rag.answer.reader import Reader, Span, decide
+from rag.answer.reader import Reader, Reading, Span
 from rag.answer.question import YESNO, QuestionAnalysis, analyze_question, contextual_query, dangling_reference, needs_context, question_parts
 from rag.search.retrieve import Retriever, SearchResult
 from rag.answer.unit_cache import UnitCache, listed_work_named
@@ -95,6 +95,7 @@ class _Reading:
 
     span: Span | None
     unit: int | None  # index into the judgement's ``citable``
+    look: Reading | None = None  # the model's run, to point inside the quotes chosen later
 
 
 def short_answer(span: Span | None, citations: Sequence[Citation], results: list[SearchResult]) -> ShortAnswer | None:
@@ -106,6 +107,19 @@ def short_answer(span: Span | None, citations: Sequence[Citation], results: list
         if c.passage_id == passage and c.start <= span.start and span.end <= c.end:
             return ShortAnswer(span.text, c.n, span.start, span.end)
     return None
+
+
+def pointed_answer(reading: _Reading | None, factoid: bool, citations: Sequence[Citation], results: list[SearchResult]) -> ShortAnswer | None:
+    """The short answer of an answered question: the reader's own answer when a quote holds it; otherwise, for
+    a question a span can answer (``factoid``), the span the reader scores best inside the quotes themselves
+    (the answer is decided; the reader only points at its words in them)."""
+    if reading is None:
+        return None
+    if (found := short_answer(reading.span, citations, results)) is not None or not factoid or reading.look is None:
+        return found
+    rows = {r.chunk.id: i for i, r in enumerate(results[: len(reading.look.passages)])}
+    ranges = [(rows[c.passage_id], c.start, c.end) for c in citations if c.passage_id in rows]
+    return short_answer(reading.look.best_within(ranges), citations, results)
 
 
 class AnswerService:
@@ -232,7 +246,7 @@ class AnswerService:
             note = partial_note(judged.whole, judged.parts, judged.verdicts, gaps)
         answer = Answer(question, cited.text, False, cited.citations, cited.sentences, results, round(support, 4), query, reader=reader)
         answer.abstention = note
-        answer.short_answer = short_answer(reading.span if reading is not None else None, cited.citations, results)
+        answer.short_answer = pointed_answer(reading, judged.whole.factoid and not judged.parts, cited.citations, results)
         return answer
 
     def _read(self, judged: _Judgement, results: list[SearchResult]) -> _Reading | None:
@@ -241,15 +255,14 @@ class AnswerService:
             return None
         checkpoint("read")
         top = results[: self.config.reader_passages]
-        passages = [r.chunk.text for r in top]
-        threshold = self.config.reader_threshold
-        span = self.reader.answer(judged.whole.question, passages) if threshold is None else decide(self.reader.read(judged.whole.question, passages), threshold)
+        look = self.reader.look(judged.whole.question, [r.chunk.text for r in top])
+        span = look.answer(self.config.reader_threshold)
         if span is None:
-            return _Reading(None, None)
+            return _Reading(None, None, look)
         unit = next(
             (n for n, c in enumerate(judged.citable) if c.row == span.passage and c.start <= span.start and span.end <= c.end), None
         )
-        return _Reading(span, unit)
+        return _Reading(span, unit, look)
 
     def _reader_decides(self, judged: _Judgement, reading: _Reading) -> bool:
         """Whether the reader decides this question: a kind it was made for (``reader_kinds``), asked as one

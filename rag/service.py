@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from corpus.loader import load_corpus
@@ -165,7 +166,9 @@ def make_reader(settings: Settings) -> Reader | None:
     None with ``RAG_READER=off``."""
     if not settings.reader:
         return None
-    return Reader(settings.reader_path or BUNDLED_READER_DIR).load()
+    # A question's passages make a handful of windows, wide enough for intra-op threads to pay (unlike one
+    # question's embedding): the reader takes the encoder's thread setting.
+    return Reader(settings.reader_path or BUNDLED_READER_DIR, threads=settings.threads or os.cpu_count() or 1).load()
 
 
 def open_answer_service(settings: Settings, index: Index | None = None, encoder: Encoder | None = None) -> AnswerService:

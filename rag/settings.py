@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     # the encoder
     encoder: Literal["minilm", "hashing"] = Field("minilm", description="'minilm' (the bundled model) or 'hashing' (a fake for tests).")
-    threads: int = Field(0, ge=0, le=256, description="CPU threads for the encoder; 0 means one per core.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for the encoder and the reader; 0 means one per core.")
     # encoder backend (embeddings/onnx.py)
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="Arithmetic of the bundled model: torch, onnx (fp32 ONNX graph) or onnx-int8 (int8 weights)."

@@ -86,7 +86,9 @@ def _gutter(words: list[dict], width: float) -> float | None:
 
 def _page_lines(page, number: int) -> list[_Line]:
     """The page's lines in reading order (columns resolved)."""
-    words = page.extract_words(extra_attrs=["size", "fontname"], keep_blank_chars=False)
+    # Word breaks: a space character, or a gap wider than 0.15 of the type size. The default fixed 3 points
+    # runs words together in PDFs that place each word with no space character between (TeX, FOP).
+    words = page.extract_words(extra_attrs=["size", "fontname"], keep_blank_chars=False, x_tolerance_ratio=0.15)
     if not words:
         return []
     body = [w for w in words if page.height * _MARGIN < w["top"] < page.height * (1 - _MARGIN)]

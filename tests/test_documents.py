@@ -342,6 +342,20 @@ def test_one_size_pdf_takes_bold_lines_as_headings_and_metadata_as_title():
     _check_clean(article)
 
 
+def test_pdf_set_without_space_characters_keeps_its_word_breaks():
+    """Typeset as TeX and many manual generators do: each word placed on its own with a narrow gap and no
+    space character, which a fixed three-point tolerance ran together ("Eachlaunchingstatekeeps...")."""
+    (article,) = parse_file(FIXTURES / "tight-spacing.pdf")
+    assert _crumbs(article) == [
+        ("Registry Practice Notes", "National Registers"),
+        ("Registry Practice Notes", "Changes After Launch"),
+    ]
+    assert "Each launching State keeps a national register of the objects it launches into orbit" in article.text
+    assert "Secretary-General of the United Nations" in article.text
+    assert max(len(word) for word in article.text.split()) < 25
+    _check_clean(article)
+
+
 def test_corrupt_pdf_is_refused_with_its_name(tmp_path):
     data = (FIXTURES / "liability-notes.pdf").read_bytes()
     bad = _write(tmp_path, "corpus/broken.pdf", data[:400])

@@ -65,7 +65,7 @@ redis:
 test: $(TEST_STAMP) browser redis
 	$(BIN)/python -m pytest
 
-# Train the reader again from the shared data and bundle it (about an hour on 2 cores; the model card,
+# Train the reader again from the shared data and bundle it (about 80 minutes on 2 cores; the model card,
 # reader.json and curve.json say what it measured). SQUAD= points at another copy of the data.
 SQUAD ?= ../shared/datasets/squad2-dev-train.json
 READER_RUN ?= .reader-run

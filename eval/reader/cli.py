@@ -19,7 +19,7 @@ def train_reader_command(
     output: Annotated[
         Path, typer.Option("--output", help="Run folder: checkpoint, curve.json, float/, and the reader in model/.")
     ] = Path("models/reader"),
-    epochs: Annotated[int, typer.Option("--epochs", min=1, max=20)] = 2,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, max=20)] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the batch order, the span head and dropout.")] = 0,
     max_length: Annotated[int, typer.Option("--max-length", min=64, max=512, help="Word pieces per window (256 or 384).")] = 256,
     stride: Annotated[int, typer.Option("--stride", min=8, max=256, help="Word pieces shared by consecutive windows.")] = 128,

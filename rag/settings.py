@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # answers
     abstain_threshold: float = Field(0.24, ge=-1, le=1, description="Support below which the service abstains.")
     max_sentences: int = Field(4, ge=1, le=20, description="Most sentences in an extractive answer.")
-    reader: bool = Field(False, description="Run the bundled reader (a trained reading model) over the top passages: it adds a short answer and decides whether how-many and how-much questions are answered. Off by default: it costs about 90 ms a question and abstains on some answerable ones (docs/evaluation.md, 'A reader').")
+    reader: bool = Field(False, description="Run the bundled reader (a trained reading model) over the top passages: it adds a short answer and decides whether how-many and how-much questions are answered. Off by default: it costs about 60 ms a question and abstains on some answerable ones (docs/evaluation.md, 'A reader').")
     reader_path: Path | None = Field(None, description="Folder of a reader made by 'rag train-reader' (its model/ folder), used instead of the bundled one.")
 
     # HTTP service

@@ -13,7 +13,7 @@ from answer_checks import check_answer
 from corpus import parse_markdown
 from embeddings import HashingEncoder
 from rag.answer.question import DATE, QUANTITY
-from rag.answer.reader import Span
+from rag.answer.reader import ReaderSettings, Span
 from rag.answer.service import AnswerConfig, AnswerService
 from rag.index import build_index, load_index
 from rag.search.retrieve import Retriever
@@ -56,12 +56,12 @@ class ScriptedReader:
 
     label = "scripted 0123456789ab"
 
-    def __init__(self, phrase: str | None, pointed: str | None = None):
-        self.phrase, self.pointed, self.calls = phrase, pointed, []
+    def __init__(self, phrase: str | None, pointed: str | None = None, pointed_margin: float = 1.0):
+        self.phrase, self.pointed, self.pointed_margin, self.calls = phrase, pointed, pointed_margin, []
 
     def look(self, question: str, passages) -> ScriptedReading:
         self.calls.append((question, list(passages)))
-        return ScriptedReading(self.phrase, list(passages), self.pointed)
+        return ScriptedReading(self.phrase, list(passages), self.pointed, self.pointed_margin)
 
 
 @dataclass
@@ -71,6 +71,8 @@ class ScriptedReading:
     phrase: str | None
     passages: list[str]
     pointed: str | None = None
+    pointed_margin: float = 1.0  # the pointed span's margin over the null answer
+    settings: ReaderSettings = ReaderSettings(threshold=0.0)
 
     def answer(self, threshold=None) -> Span | None:
         for i, text in enumerate(self.passages):
@@ -81,7 +83,7 @@ class ScriptedReading:
     def best_within(self, ranges) -> Span | None:
         for p, lo, hi in ranges:
             if self.pointed is not None and (at := self.passages[p].find(self.pointed, lo, hi)) >= 0:
-                return Span(p, at, at + len(self.pointed), self.pointed, -1.0, 0.0)
+                return Span(p, at, at + len(self.pointed), self.pointed, self.pointed_margin, 0.0)
         return None
 
 
@@ -164,6 +166,16 @@ def test_an_answered_factoid_question_gets_the_span_the_reader_points_at_inside_
     cited = next(c for c in answer.citations if c.n == short.citation)
     passage = next(p for p in answer.passages if p.chunk.id == cited.passage_id).chunk.text
     assert passage[short.start : short.end] == "Yuri Gagarin" and cited.start <= short.start < short.end <= cited.end
+
+
+def test_a_span_the_reader_does_not_read_as_answering_is_not_pointed_at(index):
+    # Below the reader's threshold the quote does not answer for the reader: the words' answer stands, in
+    # its quotes, without a short answer that would put the trap in bold ("Yuri Gagarin" for the first American).
+    who = "Who became the first person in orbit?"
+    unsure = service(index, ScriptedReader(None, pointed="Yuri Gagarin", pointed_margin=-0.5)).ask(who)
+    assert not unsure.abstained and unsure.short_answer is None
+    looser = service(index, ScriptedReader(None, pointed="Yuri Gagarin", pointed_margin=-0.5), pointed_margin=-1.0).ask(who)
+    assert looser.short_answer is not None and looser.short_answer.text == "Yuri Gagarin"
 
 
 def test_an_explanation_gets_no_pointed_short_answer(index):

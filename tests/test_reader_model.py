@@ -5,6 +5,8 @@ article's own text."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from answer_checks import check_answer
@@ -90,3 +92,14 @@ def test_a_near_domain_question_abstains_with_what_the_article_holds(service, bu
     answer = service.ask(question)
     assert answer.abstained and answer.short_answer is None and answer.citations == []
     assert answer.abstention.reason == "not_answered" and answer.abstention.message.startswith("The articles mention China but do not say how")
+
+
+@pytest.mark.parametrize("question", ["Who was the first American in space?", "Who was the first woman in space?"])
+def test_no_short_answer_puts_the_trap_in_bold(service, question):
+    """The words answer these with the Gagarin sentence (who-questions are theirs to decide); the reader does
+    not read that sentence as answering them, so no short answer names Gagarin."""
+    answer = service.ask(question)
+    assert answer.short_answer is None or "Gagarin" not in answer.short_answer.text
+    assert answer.abstained or any("Gagarin" in c.quote for c in answer.citations)  # the case the test is about
+    loose = AnswerService(service.retriever, replace(service.config, pointed_margin=float("-inf")), reader=service.reader)
+    assert "Gagarin" in loose.ask(question).short_answer.text  # without the floor the reader points at the trap

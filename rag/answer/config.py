@@ -36,3 +36,7 @@ class AnswerConfig:
     # questions it handled 15 of 16 near-domain questions (10 without it) and abstained on 2 of 7 answerable
     # ones; for when, who and the rest it abstained on more answerable questions than it caught near-domain ones.
     reader_kinds: frozenset = frozenset({QUANTITY})
+    # A short answer pointed inside the quotes (for a question the words answered) must score at least this
+    # far above the reader's threshold: below it the reader does not read the quote as answering, and a
+    # span it is made to pick there is often the trap ("Yuri Gagarin" for the first American in space).
+    pointed_margin: float = 0.0

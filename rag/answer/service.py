@@ -109,17 +109,20 @@ def short_answer(span: Span | None, citations: Sequence[Citation], results: list
     return None
 
 
-def pointed_answer(reading: _Reading | None, factoid: bool, citations: Sequence[Citation], results: list[SearchResult]) -> ShortAnswer | None:
+def pointed_answer(
+    reading: _Reading | None, factoid: bool, citations: Sequence[Citation], results: list[SearchResult], floor: float
+) -> ShortAnswer | None:
     """The short answer of an answered question: the reader's own answer when a quote holds it; otherwise, for
-    a question a span can answer (``factoid``), the span the reader scores best inside the quotes themselves
-    (the answer is decided; the reader only points at its words in them)."""
+    a question a span can answer (``factoid``), the span the reader scores best inside the quotes themselves,
+    if its margin over the null answer exceeds ``floor`` (the answer is decided; the reader points at its words)."""
     if reading is None:
         return None
     if (found := short_answer(reading.span, citations, results)) is not None or not factoid or reading.look is None:
         return found
     rows = {r.chunk.id: i for i, r in enumerate(results[: len(reading.look.passages)])}
     ranges = [(rows[c.passage_id], c.start, c.end) for c in citations if c.passage_id in rows]
-    return short_answer(reading.look.best_within(ranges), citations, results)
+    span = reading.look.best_within(ranges)
+    return short_answer(span, citations, results) if span is not None and span.margin > floor else None
 
 
 class AnswerService:
@@ -246,7 +249,7 @@ class AnswerService:
             note = partial_note(judged.whole, judged.parts, judged.verdicts, gaps)
         answer = Answer(question, cited.text, False, cited.citations, cited.sentences, results, round(support, 4), query, reader=reader)
         answer.abstention = note
-        answer.short_answer = pointed_answer(reading, judged.whole.factoid and not judged.parts, cited.citations, results)
+        answer.short_answer = pointed_answer(reading, judged.whole.factoid and not judged.parts, cited.citations, results, self._pointed_floor(reading))
         return answer
 
     def _read(self, judged: _Judgement, results: list[SearchResult]) -> _Reading | None:
@@ -263,6 +266,13 @@ class AnswerService:
             (n for n, c in enumerate(judged.citable) if c.row == span.passage and c.start <= span.start and span.end <= c.end), None
         )
         return _Reading(span, unit, look)
+
+    def _pointed_floor(self, reading: _Reading | None) -> float:
+        """The margin a span pointed inside the quotes must exceed: the threshold in use plus ``pointed_margin``."""
+        if reading is None or reading.look is None:
+            return 0.0
+        threshold = self.config.reader_threshold
+        return (reading.look.settings.threshold if threshold is None else threshold) + self.config.pointed_margin
 
     def _reader_decides(self, judged: _Judgement, reading: _Reading) -> bool:
         """Whether the reader decides this question: a kind it was made for (``reader_kinds``), asked as one

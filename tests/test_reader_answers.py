@@ -74,6 +74,9 @@ class ScriptedReading:
     pointed_margin: float = 1.0  # the pointed span's margin over the null answer
     settings: ReaderSettings = ReaderSettings(threshold=0.0)
 
+    def threshold(self, override=None) -> float:
+        return self.settings.threshold if override is None else override
+
     def answer(self, threshold=None) -> Span | None:
         for i, text in enumerate(self.passages):
             if self.phrase is not None and (at := text.find(self.phrase)) >= 0:

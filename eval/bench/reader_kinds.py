@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     items = [item for path in args.sets for item in load_question_set(path)]
     base = service.config
     print(f"{len(items)} questions; reader {service.reader.label}, its threshold {own:.3f}")
-    every = frozenset(k for k in KINDS)
+    every = frozenset(KINDS)
     rows: dict[tuple[float, str], dict] = {}
     for offset in args.offsets:
         for name, kinds in (("none", frozenset()), ("all", every)):

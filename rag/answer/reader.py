@@ -206,22 +206,6 @@ def passage_spans(
     ]
 
 
-def read_items(
-    items: Sequence[tuple[str, Sequence[str]]], tokenizers, settings: ReaderSettings, run: LogitsFn, batch_size: int = 32
-) -> list[list[Span | None]]:
-    """For each (question, passages) item, each passage's best span; the windows of all items share model runs.
-    ``tokenizers`` is the pair from :func:`window_tokenizers` (the first set up by :func:`configure`)."""
-    tokenizer, raw = tokenizers
-    per_item = [encode_windows(tokenizer, raw, q, passages, settings) for q, passages in items]
-    flat = [w for windows in per_item for w in windows]
-    logits = run_windows(flat, run, batch_size) if flat else []
-    out, at = [], 0
-    for (_, passages), windows in zip(items, per_item):
-        out.append(passage_spans(passages, windows, logits[at : at + len(windows)], settings))
-        at += len(windows)
-    return out
-
-
 def within(
     window: Window, logits: tuple[np.ndarray, np.ndarray], lo: int, hi: int, settings: ReaderSettings
 ) -> tuple[float, int, int] | None:
@@ -246,9 +230,13 @@ class Reading:
     def spans(self) -> list[Span | None]:
         return passage_spans(self.passages, self.windows, self.logits, self.settings)
 
+    def threshold(self, override: float | None = None) -> float:
+        """The threshold in use: ``override``, or the reader's own when None."""
+        return self.settings.threshold if override is None else override
+
     def answer(self, threshold: float | None = None) -> Span | None:
         """The answer (:func:`decide`) at ``threshold``, the reader's own when None."""
-        return decide(self.spans, self.settings.threshold if threshold is None else threshold)
+        return decide(self.spans, self.threshold(threshold))
 
     def best_within(self, ranges: Sequence[tuple[int, int, int]]) -> Span | None:
         """The span with the largest margin that lies wholly inside one of ``ranges`` ((passage, start, end)
@@ -266,6 +254,29 @@ class Reading:
                 if best is None or span.margin > best.margin:
                     best = span
         return best
+
+
+def look_items(
+    items: Sequence[tuple[str, Sequence[str]]], tokenizers, settings: ReaderSettings, run: LogitsFn, batch_size: int = 32
+) -> list[Reading]:
+    """Each (question, passages) item read; the windows of all items share model runs. ``tokenizers`` is the
+    pair from :func:`window_tokenizers` (the first set up by :func:`configure`)."""
+    tokenizer, raw = tokenizers
+    per_item = [encode_windows(tokenizer, raw, q, passages, settings) for q, passages in items]
+    flat = [w for windows in per_item for w in windows]
+    logits = run_windows(flat, run, batch_size) if flat else []
+    out, at = [], 0
+    for (_, passages), windows in zip(items, per_item):
+        out.append(Reading(list(passages), windows, logits[at : at + len(windows)], settings))
+        at += len(windows)
+    return out
+
+
+def read_items(
+    items: Sequence[tuple[str, Sequence[str]]], tokenizers, settings: ReaderSettings, run: LogitsFn, batch_size: int = 32
+) -> list[list[Span | None]]:
+    """For each (question, passages) item, each passage's best span (see :func:`look_items`)."""
+    return [reading.spans for reading in look_items(items, tokenizers, settings, run, batch_size)]
 
 
 def decide(spans: Sequence[Span | None], threshold: float) -> Span | None:
@@ -370,10 +381,7 @@ class Reader:
         """One model run over ``passages`` for ``question``, kept for :meth:`Reading.answer` and
         :meth:`Reading.best_within`."""
         self.load()
-        tokenizer, raw = self._tokenizers
-        windows = encode_windows(tokenizer, raw, question, passages, self.settings)
-        logits = run_windows(windows, self.run, self.batch_size) if windows else []
-        return Reading(list(passages), windows, logits, self.settings)
+        return look_items([(question, passages)], self._tokenizers, self.settings, self.run, self.batch_size)[0]
 
     def read(self, question: str, passages: Sequence[str]) -> list[Span | None]:
         """For each passage, the best span that answers ``question`` (None when the passage has no valid span)."""

@@ -95,7 +95,8 @@ class _Reading:
 
     span: Span | None
     unit: int | None  # index into the judgement's ``citable``
-    look: Reading | None = None  # the model's run, to point inside the quotes chosen later
+    look: Reading  # the model's run, to point inside the quotes chosen later
+    threshold: float  # the reader's threshold in use (its own, or AnswerConfig.reader_threshold)
 
 
 def short_answer(span: Span | None, citations: Sequence[Citation], results: list[SearchResult]) -> ShortAnswer | None:
@@ -110,19 +111,20 @@ def short_answer(span: Span | None, citations: Sequence[Citation], results: list
 
 
 def pointed_answer(
-    reading: _Reading | None, factoid: bool, citations: Sequence[Citation], results: list[SearchResult], floor: float
+    reading: _Reading | None, factoid: bool, citations: Sequence[Citation], results: list[SearchResult], margin: float
 ) -> ShortAnswer | None:
     """The short answer of an answered question: the reader's own answer when a quote holds it; otherwise, for
     a question a span can answer (``factoid``), the span the reader scores best inside the quotes themselves,
-    if its margin over the null answer exceeds ``floor`` (the answer is decided; the reader points at its words)."""
+    if its margin over the null answer exceeds the threshold in use by ``margin`` (the answer is decided; the
+    reader points at its words)."""
     if reading is None:
         return None
-    if (found := short_answer(reading.span, citations, results)) is not None or not factoid or reading.look is None:
+    if (found := short_answer(reading.span, citations, results)) is not None or not factoid:
         return found
     rows = {r.chunk.id: i for i, r in enumerate(results[: len(reading.look.passages)])}
     ranges = [(rows[c.passage_id], c.start, c.end) for c in citations if c.passage_id in rows]
     span = reading.look.best_within(ranges)
-    return short_answer(span, citations, results) if span is not None and span.margin > floor else None
+    return short_answer(span, citations, results) if span is not None and span.margin > reading.threshold + margin else None
 
 
 class AnswerService:
@@ -249,7 +251,7 @@ class AnswerService:
             note = partial_note(judged.whole, judged.parts, judged.verdicts, gaps)
         answer = Answer(question, cited.text, False, cited.citations, cited.sentences, results, round(support, 4), query, reader=reader)
         answer.abstention = note
-        answer.short_answer = pointed_answer(reading, judged.whole.factoid and not judged.parts, cited.citations, results, self._pointed_floor(reading))
+        answer.short_answer = pointed_answer(reading, judged.whole.factoid and not judged.parts, cited.citations, results, self.config.pointed_margin)
         return answer
 
     def _read(self, judged: _Judgement, results: list[SearchResult]) -> _Reading | None:
@@ -259,20 +261,14 @@ class AnswerService:
         checkpoint("read")
         top = results[: self.config.reader_passages]
         look = self.reader.look(judged.whole.question, [r.chunk.text for r in top])
-        span = look.answer(self.config.reader_threshold)
+        threshold = look.threshold(self.config.reader_threshold)
+        span = look.answer(threshold)
         if span is None:
-            return _Reading(None, None, look)
+            return _Reading(None, None, look, threshold)
         unit = next(
             (n for n, c in enumerate(judged.citable) if c.row == span.passage and c.start <= span.start and span.end <= c.end), None
         )
-        return _Reading(span, unit, look)
-
-    def _pointed_floor(self, reading: _Reading | None) -> float:
-        """The margin a span pointed inside the quotes must exceed: the threshold in use plus ``pointed_margin``."""
-        if reading is None or reading.look is None:
-            return 0.0
-        threshold = self.config.reader_threshold
-        return (reading.look.settings.threshold if threshold is None else threshold) + self.config.pointed_margin
+        return _Reading(span, unit, look, threshold)
 
     def _reader_decides(self, judged: _Judgement, reading: _Reading) -> bool:
         """Whether the reader decides this question: a kind it was made for (``reader_kinds``), asked as one
